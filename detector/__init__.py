@@ -1,0 +1,2 @@
+"""detector: streaming anomaly detection for AI integrations."""
+__version__ = "0.1.0"

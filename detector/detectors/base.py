@@ -1,0 +1,196 @@
+"""The detector contract, in the style of river.
+
+Every detector stores its constructor arguments unchanged, under the same
+names, and builds all derived (learned) state in ``_reset()``. That makes
+``clone()``, ``repr`` and parameter listing automatic, and lets state be
+snapshotted as plain JSON-able values so that the service can checkpoint it
+to a changelog topic (no pickle: a changelog must never execute code).
+
+Two shapes of detector share the contract:
+
+* :class:`UnivariateDetector` scores a stream of floats
+  (``score_one(x)`` reads, ``learn_one(x)`` updates, higher is more
+  anomalous, scores in [0, 1]);
+* rate detectors (see ``detectors/proportion.py``) score counts
+  ``(k, n)`` so that low-volume routes are judged with a proportion test,
+  not a raw ratio.
+
+>>> class Mean(UnivariateDetector):
+...     def __init__(self, alpha: float = 0.5):
+...         self.alpha = alpha
+...         super().__init__()
+...     def _reset(self) -> None:
+...         self.mean = 0.0
+...     def learn_one(self, x: float) -> None:
+...         self.mean += self.alpha * (x - self.mean)
+...     def score_one(self, x: float) -> float:
+...         return min(1.0, abs(x - self.mean) / 100.0)
+>>> d = Mean(alpha=0.5)
+>>> d.learn_one(10.0)
+>>> d.mean
+5.0
+>>> restored = Mean.from_snapshot(d.snapshot())
+>>> restored.mean, restored.alpha
+(5.0, 0.5)
+>>> d.clone().mean
+0.0
+>>> d
+Mean(alpha=0.5)
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import math
+from collections import deque
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+__all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state"]
+
+T = TypeVar("T", bound="Stateful")
+
+_REGISTRY: dict[str, type[Stateful]] = {}
+
+
+class Stateful(abc.ABC):
+    """Constructor arguments as stored parameters; learned state via ``_reset``.
+
+    Subclasses assign every constructor argument to an attribute of the same
+    name, then call ``super().__init__()``, which calls ``_reset()``.
+    """
+
+    _registry_name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            cls._registry_name = name
+            _REGISTRY[name] = cls
+
+    def __init__(self) -> None:
+        self._reset()
+
+    @abc.abstractmethod
+    def _reset(self) -> None:
+        """Build the learned state from the parameters."""
+
+    # -- parameters -----------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def _get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as given."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def clone(self: T) -> T:
+        """A new detector with the same parameters and no learned state."""
+        params = {k: (v.clone() if isinstance(v, Stateful) else v) for k, v in self._get_params().items()}
+        return type(self)(**params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- snapshots ------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        params = set(self._param_names())
+        return {k: v for k, v in vars(self).items() if k not in params}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Parameters and learned state as JSON-able values."""
+        return {
+            "class": self._registry_name,
+            "params": encode_state(self._get_params()),
+            "state": encode_state(self._state()),
+        }
+
+    @classmethod
+    def from_snapshot(cls: type[T], snap: dict[str, Any]) -> T:
+        """Rebuild a detector from :meth:`snapshot` output."""
+        klass = _REGISTRY.get(snap["class"])
+        if klass is None or not issubclass(klass, cls):
+            raise ValueError(f"unknown detector class in snapshot: {snap['class']!r}")
+        obj = klass(**decode_state(snap["params"]))
+        for k, v in decode_state(snap["state"]).items():
+            setattr(obj, k, v)
+        return obj  # type: ignore[return-value]
+
+
+class UnivariateDetector(Stateful):
+    """Scores a stream of floats. Higher is more anomalous; scores in [0, 1]."""
+
+    @abc.abstractmethod
+    def learn_one(self, x: float) -> None:
+        """Update the learned state with one value."""
+
+    @abc.abstractmethod
+    def score_one(self, x: float) -> float:
+        """Anomaly score of ``x`` against the state so far; does not learn."""
+
+    def update(self, x: float) -> float:
+        """Score ``x``, then learn it. Returns the score."""
+        s = self.score_one(x)
+        self.learn_one(x)
+        return s
+
+
+# -- JSON-able encoding of learned state --------------------------------------
+
+def encode_state(value: Any) -> Any:
+    """Encode state into JSON-able values (tagged where JSON is ambiguous)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"__f": repr(value)}
+    if isinstance(value, np.generic):
+        return encode_state(value.item())
+    if isinstance(value, Stateful):
+        return {"__obj": value.snapshot()}
+    if isinstance(value, deque):
+        return {"__deque": [encode_state(v) for v in value], "maxlen": value.maxlen}
+    if isinstance(value, np.ndarray):
+        return {"__nd": [encode_state(v) for v in value.ravel().tolist()], "shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, tuple):
+        return {"__tuple": [encode_state(v) for v in value]}
+    if isinstance(value, list):
+        return [encode_state(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {"__dict": {k: encode_state(v) for k, v in value.items()}}
+        return {"__items": [[encode_state(k), encode_state(v)] for k, v in value.items()]}
+    raise TypeError(f"cannot snapshot a {type(value).__name__}")
+
+
+def decode_state(value: Any) -> Any:
+    """Inverse of :func:`encode_state`."""
+    if isinstance(value, list):
+        return [decode_state(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__f" in value:
+        return float(value["__f"])
+    if "__obj" in value:
+        return Stateful.from_snapshot(value["__obj"])
+    if "__deque" in value:
+        return deque((decode_state(v) for v in value["__deque"]), maxlen=value["maxlen"])
+    if "__nd" in value:
+        return np.array([decode_state(v) for v in value["__nd"]], dtype=value["dtype"]).reshape(value["shape"])
+    if "__tuple" in value:
+        return tuple(decode_state(v) for v in value["__tuple"])
+    if "__dict" in value:
+        return {k: decode_state(v) for k, v in value["__dict"].items()}
+    if "__items" in value:
+        return {decode_state(k): decode_state(v) for k, v in value["__items"]}
+    raise ValueError(f"unknown state encoding: {sorted(value)}")

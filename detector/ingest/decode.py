@@ -1,0 +1,136 @@
+"""Bytes in, a telemetry event or a rejection out. Never raises to its caller.
+
+>>> d = Decoder()
+>>> ok = d.decode(b'{"event_id":"a","type":"usage","ts":"2026-01-01T00:00:00Z","route":"r"}')
+>>> ok.ts_ms, ok.event.route
+(1767225600000, 'r')
+>>> d.decode(b'{"event_id":"a","type":"usage"').reason
+'not_json'
+>>> rej = d.decode(b'{"event_id":"a","type":"latency","ts":1,"route":"r","latency_ms":3}')
+>>> rej.reason, rej.detail
+('bad_timestamp', '$.ts: outside 2000-01-01..2200-01-01')
+>>> d.decode(b'{"event_id":"a","type":"latency","ts":1767225600000,"route":"r","latency_ms":-3}').detail
+'$.latency_ms: Expected `float` >= 0.0'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from detector.events import ERROR_CLASSES, ErrorEvent, TelemetryEvent
+
+__all__ = ["Decoder", "Decoded", "Rejection", "RejectReason", "REJECT_REASONS", "parse_ts"]
+
+RejectReason = Literal[
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "invalid_field",
+    "bad_timestamp",
+    "future_timestamp",
+    "late",
+]
+REJECT_REASONS: tuple[RejectReason, ...] = (
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "invalid_field",
+    "bad_timestamp",
+    "future_timestamp",
+    "late",
+)
+
+MIN_TS_MS = 946_684_800_000  # 2000-01-01
+MAX_TS_MS = 7_258_118_400_000  # 2200-01-01
+
+_ERROR_CLASSES = frozenset(ERROR_CLASSES)
+_PATH = re.compile(r" - at `([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]*)`")
+_QUOTED = re.compile(r"'[^']*'")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A valid telemetry event with its event time in epoch milliseconds."""
+
+    event: TelemetryEvent
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was not processed. ``detail`` holds a field path, never a value."""
+
+    reason: RejectReason
+    detail: str
+
+
+def parse_ts(value: str | float) -> int | None:
+    """Epoch milliseconds from RFC 3339 text or epoch milliseconds; None if unparseable.
+
+    >>> parse_ts("2026-01-01T00:00:00.250+01:00")
+    1767222000250
+    >>> parse_ts("2026-01-01T00:00:00") is None  # RFC 3339 needs an offset
+    True
+    """
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            return None
+        return int(dt.timestamp() * 1000)
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return int(value)
+
+
+class Decoder:
+    """Validates messages against SPEC section 1. Stateless; safe to share."""
+
+    def __init__(self, max_bytes: int = 65536):
+        self.max_bytes = max_bytes
+        self._decoder = msgspec.json.Decoder(TelemetryEvent)
+
+    def decode(self, raw: bytes) -> Decoded | Rejection:
+        """Decode one message. Every failure becomes a :class:`Rejection`."""
+        if len(raw) > self.max_bytes:
+            return Rejection("too_large", f"{len(raw)} bytes > {self.max_bytes}")
+        try:
+            event = self._decoder.decode(raw)
+        except msgspec.ValidationError as err:
+            return _classify(str(err))
+        except msgspec.DecodeError:
+            return Rejection("not_json", "not valid UTF-8 JSON")
+        ts_ms = parse_ts(event.ts)
+        if ts_ms is None:
+            return Rejection("bad_timestamp", "$.ts: not RFC 3339 with offset, nor epoch milliseconds")
+        if not MIN_TS_MS <= ts_ms < MAX_TS_MS:
+            return Rejection("bad_timestamp", "$.ts: outside 2000-01-01..2200-01-01")
+        if type(event) is ErrorEvent and event.error_class not in _ERROR_CLASSES:
+            event = msgspec.structs.replace(event, error_class="other")
+        return Decoded(event, ts_ms)
+
+
+def _classify(message: str) -> Rejection:
+    missing = _MISSING.search(message)
+    if missing:
+        return Rejection("missing_field", f"$.{missing.group(1)}: required")
+    m = _PATH.search(message)
+    path = m.group(1) if m else "$"
+    text = _QUOTED.sub("'…'", message[: m.start()] if m else message)
+    if path == "$":
+        if text.startswith("Expected `object`"):
+            return Rejection("not_object", text)
+        return Rejection("invalid_field", f"$: {text}")
+    if path == "$.ts":
+        return Rejection("bad_timestamp", f"$.ts: {text}")
+    return Rejection("invalid_field", f"{path}: {text}")

@@ -1,0 +1,1 @@
+"""NAB benchmark: scorer and runner."""

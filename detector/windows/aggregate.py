@@ -1,0 +1,284 @@
+"""Per-route, per-window aggregates: everything detectors and evidence need.
+
+One :class:`WindowAggregate` accumulates the events of one route in one
+tumbling window. All containers are bounded, so a window's size does not
+grow with its traffic beyond fixed caps.
+
+>>> from detector.events import UsageEvent, ErrorEvent
+>>> w = WindowAggregate("r", 0, 60_000)
+>>> w.add(UsageEvent(event_id="1", ts=1.0, route="r", tenant="t1", trace_id="x", input_tokens=10))
+>>> w.add(UsageEvent(event_id="2", ts=2.0, route="r", tenant="t2", trace_id="x"))
+>>> w.add(ErrorEvent(event_id="3", ts=3.0, route="r", error_class="timeout", tool="crm"))
+>>> w.requests, w.errors, w.error_rate, w.distinct_tenants, w.max_key_share
+(2, {'timeout': 1}, 0.5, 2, 1.0)
+>>> WindowAggregate.from_dict(w.to_dict()) == w
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detector.events import (
+    ChangeEvent,
+    CostEvent,
+    ErrorEvent,
+    LatencyEvent,
+    ReviewEvent,
+    TelemetryEvent,
+    UsageEvent,
+)
+from detector.windows.sketch import QuantileSketch
+
+__all__ = ["WindowAggregate", "VersionStats", "VERSION_KINDS", "V_EVENTS", "V_REQUESTS", "V_ERRORS",
+           "V_REVIEWS", "V_BAD_REVIEWS", "V_LAT_N", "V_LAT_SUM", "V_COST"]
+
+#: Version kinds tracked from the context fields of every event.
+VERSION_KINDS = (("prompt", "prompt_version"), ("model", "model"), ("config", "config_version"),
+                 ("source_index", "source_index"), ("tool", "tool"))
+# Index of each counter in a version's stats list.
+V_EVENTS, V_REQUESTS, V_ERRORS, V_REVIEWS, V_BAD_REVIEWS, V_LAT_N, V_LAT_SUM, V_COST = range(8)
+#: Per-version counters: [events, requests, errors, reviews, bad_reviews, latency_n, latency_sum_ms, cost_usd]
+VersionStats = list[float]
+
+SAMPLE_CAP = 20
+KEY_CAP = 2048
+SET_CAP = 1000
+VERSION_CAP = 32
+CHANGE_CAP = 50
+OTHER = "(other)"
+BAD_OUTCOMES = frozenset(("rejected", "escalated"))
+
+
+class WindowAggregate:
+    """Accumulates one route's events in ``[start, end)`` (epoch ms)."""
+
+    def __init__(self, route: str, start: int, end: int):
+        self.route = route
+        self.start = start
+        self.end = end
+        self.events = 0
+        self.requests = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.retries = 0
+        self.errors: dict[str, int] = {}
+        self.errors_by_tool: dict[str, int] = {}
+        self.latency = QuantileSketch()
+        self.cost_usd = 0.0
+        self.cost_events = 0
+        self.reviews: dict[str, int] = {}
+        self.tenants: set[str] = set()
+        self.affected_tenants: set[str] = set()
+        self.trace_counts: dict[str, int] = {}
+        self.request_counts: dict[str, int] = {}
+        self.versions: dict[str, dict[str, VersionStats]] = {}
+        self.request_ids: list[str] = []
+        self.trace_ids: list[str] = []
+        self.flagged_request_ids: list[str] = []
+        self.flagged_trace_ids: list[str] = []
+        self.changes: list[dict[str, Any]] = []
+
+    # -- accumulation (hot path) ----------------------------------------------
+    def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:
+        """Add one event of this route and window."""
+        self.events += 1
+        kind = type(ev)
+        requests = 0
+        errors = 0
+        bad = False
+        lat = -1.0
+        cost = 0.0
+        reviews = 0
+        if kind is UsageEvent:
+            assert isinstance(ev, UsageEvent)
+            requests = ev.requests
+            self.requests += requests
+            self.input_tokens += ev.input_tokens
+            self.output_tokens += ev.output_tokens
+            self.retries += ev.retries
+            if ev.trace_id is not None:
+                _count(self.trace_counts, ev.trace_id, requests)
+            if ev.request_id is not None:
+                _count(self.request_counts, ev.request_id, requests)
+            if ev.tenant is not None and len(self.tenants) < SET_CAP:
+                self.tenants.add(ev.tenant)
+        elif kind is LatencyEvent:
+            assert isinstance(ev, LatencyEvent)
+            lat = ev.latency_ms
+            self.latency.add(lat)
+        elif kind is CostEvent:
+            assert isinstance(ev, CostEvent)
+            cost = ev.cost_usd
+            self.cost_usd += cost
+            self.cost_events += 1
+        elif kind is ErrorEvent:
+            assert isinstance(ev, ErrorEvent)
+            errors = 1
+            bad = True
+            self.errors[ev.error_class] = self.errors.get(ev.error_class, 0) + 1
+            if ev.tool is not None:
+                self.errors_by_tool[ev.tool] = self.errors_by_tool.get(ev.tool, 0) + 1
+        elif kind is ReviewEvent:
+            assert isinstance(ev, ReviewEvent)
+            reviews = 1
+            self.reviews[ev.outcome] = self.reviews.get(ev.outcome, 0) + 1
+            bad = ev.outcome in BAD_OUTCOMES
+        elif kind is ChangeEvent:
+            assert isinstance(ev, ChangeEvent)
+            if len(self.changes) < CHANGE_CAP:
+                self.changes.append({
+                    "ts": ts_ms if ts_ms is not None else self.start,
+                    "kind": ev.change_kind,
+                    "from_version": ev.from_version,
+                    "to_version": ev.to_version,
+                    "event_id": ev.event_id,
+                })
+            return
+        if ev.request_id is not None and len(self.request_ids) < SAMPLE_CAP:
+            self.request_ids.append(ev.request_id)
+        if ev.trace_id is not None and len(self.trace_ids) < SAMPLE_CAP:
+            self.trace_ids.append(ev.trace_id)
+        if bad:
+            if ev.tenant is not None and len(self.affected_tenants) < SET_CAP:
+                self.affected_tenants.add(ev.tenant)
+            if ev.request_id is not None and len(self.flagged_request_ids) < SAMPLE_CAP:
+                self.flagged_request_ids.append(ev.request_id)
+            if ev.trace_id is not None and len(self.flagged_trace_ids) < SAMPLE_CAP:
+                self.flagged_trace_ids.append(ev.trace_id)
+        for vkind, field in VERSION_KINDS:
+            version = getattr(ev, field)
+            if version is None:
+                continue
+            per = self.versions.get(vkind)
+            if per is None:
+                per = self.versions[vkind] = {}
+            st = per.get(version)
+            if st is None:
+                if len(per) >= VERSION_CAP:
+                    version = OTHER
+                    st = per.get(version)
+                if st is None:
+                    st = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+            st[V_EVENTS] += 1
+            st[V_REQUESTS] += requests
+            st[V_ERRORS] += errors
+            st[V_REVIEWS] += reviews
+            if bad and reviews:
+                st[V_BAD_REVIEWS] += 1
+            if lat >= 0:
+                st[V_LAT_N] += 1
+                st[V_LAT_SUM] += lat
+            st[V_COST] += cost
+
+    # -- derived figures --------------------------------------------------------
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request (NaN without requests)."""
+        return self.error_count / self.requests if self.requests else math.nan
+
+    @property
+    def review_count(self) -> int:
+        return sum(self.reviews.values())
+
+    @property
+    def bad_reviews(self) -> int:
+        return sum(n for o, n in self.reviews.items() if o in BAD_OUTCOMES)
+
+    @property
+    def rejection_rate(self) -> float:
+        """(rejected + escalated) / reviews (NaN without reviews)."""
+        n = self.review_count
+        return self.bad_reviews / n if n else math.nan
+
+    @property
+    def distinct_tenants(self) -> int:
+        return len(self.tenants)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def quantile(self, q: float) -> float:
+        """Latency quantile in ms (NaN without latency events)."""
+        return self.latency.quantile(q)
+
+    @property
+    def p50(self) -> float:
+        return self.latency.quantile(0.5)
+
+    @property
+    def p95(self) -> float:
+        return self.latency.quantile(0.95)
+
+    @property
+    def p99(self) -> float:
+        return self.latency.quantile(0.99)
+
+    @property
+    def cost_per_request(self) -> float:
+        return self.cost_usd / self.requests if self.requests else math.nan
+
+    def top_key(self) -> tuple[str, str, int] | None:
+        """The trace_id or request_id holding the most requests: (field, id, count)."""
+        best: tuple[str, str, int] | None = None
+        for field, counts in (("trace_id", self.trace_counts), ("request_id", self.request_counts)):
+            for key, n in counts.items():
+                if best is None or n > best[2]:
+                    best = (field, key, n)
+        return best
+
+    @property
+    def max_key_share(self) -> float:
+        """Largest share of the window's requests held by one trace_id or request_id."""
+        top = self.top_key()
+        if top is None or not self.requests:
+            return 0.0
+        return top[2] / self.requests
+
+    @property
+    def is_empty(self) -> bool:
+        return self.events == 0
+
+    # -- snapshots ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state, for checkpoints."""
+        d = {k: getattr(self, k) for k in _PLAIN}
+        d["latency"] = self.latency.to_dict()
+        d["tenants"] = sorted(self.tenants)
+        d["affected_tenants"] = sorted(self.affected_tenants)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowAggregate:
+        """Inverse of :meth:`to_dict`."""
+        w = cls(d["route"], d["start"], d["end"])
+        for k in _PLAIN:
+            setattr(w, k, d[k])
+        w.latency = QuantileSketch.from_dict(d["latency"])
+        w.tenants = set(d["tenants"])
+        w.affected_tenants = set(d["affected_tenants"])
+        return w
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WindowAggregate) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"WindowAggregate(route={self.route!r}, start={self.start}, events={self.events})"
+
+
+_PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output_tokens", "retries", "errors",
+          "errors_by_tool", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts", "versions",
+          "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
+
+
+def _count(counts: dict[str, int], key: str, n: int) -> None:
+    if key in counts:
+        counts[key] += n
+    elif len(counts) < KEY_CAP:
+        counts[key] = n
