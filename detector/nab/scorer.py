@@ -105,7 +105,9 @@ def scaled_sigmoid(y: FloatArray | float) -> FloatArray:
     return np.where(y > 3.0, -1.0, a)
 
 
-def window_rows(timestamps: NDArray[np.datetime64], windows: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+def window_rows(
+    timestamps: NDArray[np.datetime64], windows: Sequence[tuple[str, str]]
+) -> list[tuple[int, int]]:
     """Map ``[start, end]`` timestamp windows (inclusive) to row index ranges.
 
     ``timestamps`` must be sorted. A window whose rows are missing is an error.
@@ -172,6 +174,8 @@ def normalise(raw: float, n_windows: int, profile: Profile) -> float:
     """``100 (raw - null) / (perfect - null)`` with perfect ``n A_TP`` and null ``-n A_FN``."""
     perfect = n_windows * profile.a_tp
     null = -n_windows * profile.a_fn
+    if perfect == null:  # no windows: nothing to find
+        return 0.0
     return 100.0 * (raw - null) / (perfect - null)
 
 

@@ -51,7 +51,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "retrieval_failure": ("index_change", "ingestion_stall"),
     "tool_failure": ("tool_change", "connector_outage"),
     "access_privacy": ("permission_revoked", "config_change"),
-    "performance": ("model_snapshot", "timeouts", "rate_limited", "provider_errors", "traffic_stop"),
+    "performance": ("model_snapshot", "traffic_stop", "timeouts", "rate_limited", "provider_errors"),
     "cost": ("runaway_loop", "expensive_model", "prompt_bloat"),
 }
 GAP_MIN = 150  # minutes kept free between an incident and other incidents/changes on its route
@@ -175,11 +175,13 @@ def _effects(inj: Injection, route: RouteSpec, rng: random.Random) -> str:
     return "cost_per_request"  # expensive_model
 
 
-def _pick_variants(rng: random.Random, days: int) -> list[tuple[str, str]]:
-    types = list(INCIDENT_TYPES)
+def _pick_variants(rng: random.Random, seed: int, days: int) -> list[tuple[str, str]]:
+    """One incident of each type (variants rotate with the seed, so consecutive seeds
+    cover every recipe), plus one or two extra incidents of random type and variant."""
+    picked = [(t, VARIANTS[t][(seed - 1) % len(VARIANTS[t])]) for t in INCIDENT_TYPES]
     if days >= 2:
-        types += rng.sample(INCIDENT_TYPES, k=rng.randint(1, 2))
-    picked = [(t, rng.choice(VARIANTS[t])) for t in types]
+        extra = rng.sample(INCIDENT_TYPES, k=rng.randint(1, 2))
+        picked += [(t, rng.choice(VARIANTS[t])) for t in extra]
     # At least two change-caused incidents per scenario, so rollbacks are always exercised.
     order = list(range(len(picked)))
     rng.shuffle(order)
@@ -215,7 +217,7 @@ def _benign_changes(rng: random.Random, days: int) -> list[Change]:
     return out
 
 
-def make_plan(rng: random.Random, days: int) -> Plan:
+def make_plan(rng: random.Random, seed: int, days: int) -> Plan:
     """Choose incidents, routes, windows and releases for one scenario."""
     changes = _benign_changes(rng, days)
     taken: dict[str, list[tuple[int, int]]] = {}
@@ -224,9 +226,10 @@ def make_plan(rng: random.Random, days: int) -> Plan:
     clean = rng.choice(ROUTES).name
     first, last = 18 * 60, days * 1440 - 75
     injections: list[Injection] = []
-    for itype, variant in _pick_variants(rng, days) if last - first >= 60 else []:
+    for itype, variant in _pick_variants(rng, seed, days) if last - first >= 60 else []:
         routes = [r for r in ROUTES if r.name != clean and _capable(r, variant)]
         rng.shuffle(routes)
+        routes.sort(key=lambda r: sum(i.route == r.name for i in injections))  # spread incidents
         placed = False
         for route in routes:
             for _ in range(60):

@@ -1,0 +1,278 @@
+"""Count-based tests: a rate against its baseline, and traffic against what time of day predicts.
+
+Both judge counts, not ratios, so a route with two requests a minute does
+not fire on one error: the evidence is pooled over a span of recent windows
+until it holds enough trials, and the test asks how surprising the count is
+under the baseline.
+
+>>> d = ProportionTest()
+>>> for _ in range(200):
+...     _ = d.update(1, 100)        # 1% errors, learned
+>>> d.update(1, 2).anomalous         # one error out of two requests: not evidence
+False
+>>> for _ in range(4):
+...     r = d.update(30, 100)       # 30% errors
+>>> r.anomalous, round(r.baseline, 3)
+(True, 0.01)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from scipy.special import betainc, gammaincc
+
+from detector.detectors.base import Stateful
+
+__all__ = ["ProportionTest", "CountTest", "Judgement", "binom_sf", "poisson_cdf", "poisson_sf"]
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p).
+
+    >>> round(binom_sf(1, 2, 0.01), 4)
+    0.0199
+    """
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return float(betainc(k, n - k + 1, min(max(p, 1e-12), 1.0)))
+
+
+def poisson_cdf(k: int, lam: float) -> float:
+    """P(X <= k) for X ~ Poisson(lam).
+
+    >>> round(poisson_cdf(0, 10.0), 6)
+    4.5e-05
+    """
+    if k < 0:
+        return 0.0
+    return float(gammaincc(k + 1, max(lam, 1e-12)))
+
+
+def poisson_sf(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    return 1.0 - poisson_cdf(k - 1, lam)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """One evaluation: observed vs baseline, the critical value, a score in [0, 1]."""
+
+    anomalous: bool
+    observed: float
+    baseline: float
+    threshold: float
+    score: float
+    judged: bool = True
+
+
+_SKIP = Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
+
+
+class ProportionTest(Stateful):
+    """One-sided binomial test of a rate (errors / requests) against its learned baseline.
+
+    Parameters
+    ----------
+    alpha
+        p-value below which the pooled span is anomalous.
+    min_trials
+        Trials the span pools before it is judged (spans grow up to ``max_span`` windows).
+    min_span, max_span
+        Windows pooled per evaluation.
+    min_count
+        Fewest events (errors) that can ever be anomalous.
+    min_ratio, min_delta
+        Effect size: the observed rate must exceed ``baseline * min_ratio`` and ``baseline + min_delta``.
+    half_life
+        Windows for the baseline's exponential forgetting.
+    prior_rate, prior_trials
+        Pseudo-counts that keep a new baseline sensible.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-4,
+        min_trials: int = 20,
+        min_span: int = 3,
+        max_span: int = 30,
+        min_count: int = 3,
+        min_ratio: float = 2.0,
+        min_delta: float = 0.03,
+        half_life: float = 720.0,
+        prior_rate: float = 0.01,
+        prior_trials: float = 50.0,
+    ):
+        self.alpha = alpha
+        self.min_trials = min_trials
+        self.min_span = min_span
+        self.max_span = max_span
+        self.min_count = min_count
+        self.min_ratio = min_ratio
+        self.min_delta = min_delta
+        self.half_life = half_life
+        self.prior_rate = prior_rate
+        self.prior_trials = prior_trials
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.k_sum = 0.0
+        self.n_sum = 0.0
+        self.recent: deque[list[int]] = deque(maxlen=self.max_span)
+        self.learned = 0
+
+    @property
+    def baseline(self) -> float:
+        return (self.k_sum + self.prior_rate * self.prior_trials) / (self.n_sum + self.prior_trials)
+
+    def _span(self) -> tuple[int, int]:
+        k = n = 0
+        for i, (kk, nn) in enumerate(reversed(self.recent)):
+            k += kk
+            n += nn
+            if i + 1 >= self.min_span and n >= self.min_trials:
+                break
+        return k, n
+
+    def evaluate(self, k: int, n: int) -> Judgement:
+        """Judge the span ending with this window's ``k`` of ``n``; does not learn."""
+        self.recent.append([k, n])
+        ks, ns = self._span()
+        self.recent.pop()
+        if ns < self.min_trials:
+            return _SKIP
+        p0 = self.baseline
+        ks = min(ks, ns)
+        pval = binom_sf(ks, ns, p0)
+        rate = ks / ns
+        effect = max(p0 * self.min_ratio, p0 + self.min_delta)
+        crit = self._critical(ns, p0) if pval < 0.01 else effect
+        anomalous = (
+            pval < self.alpha
+            and ks >= self.min_count
+            and rate >= p0 * self.min_ratio
+            and rate >= p0 + self.min_delta
+            and k > 0
+        )
+        return Judgement(anomalous, rate, p0, crit, 1.0 - pval)
+
+    def _critical(self, n: int, p0: float) -> float:
+        lo, hi = 0, n + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if binom_sf(mid, n, p0) < self.alpha:
+                hi = mid
+            else:
+                lo = mid + 1
+        crit = lo / n if n else math.nan
+        return max(crit, p0 * self.min_ratio, p0 + self.min_delta)
+
+    def learn(self, k: int, n: int, weight: float = 1.0) -> None:
+        """Add this window to the span history and (with ``weight``) to the baseline."""
+        self.recent.append([k, n])
+        if weight > 0 and n > 0:
+            decay = 0.5 ** (weight / self.half_life)
+            self.k_sum = self.k_sum * decay + min(k, n) * weight
+            self.n_sum = self.n_sum * decay + n * weight
+            self.learned += 1
+
+    def update(self, k: int, n: int) -> Judgement:
+        """Evaluate, then learn unless anomalous."""
+        r = self.evaluate(k, n)
+        self.learn(k, n, 0.0 if r.anomalous else 1.0)
+        return r
+
+
+class CountTest(Stateful):
+    """Traffic volume against what the time of day predicts (Poisson), both directions.
+
+    The expected count per window is learned per hour-of-day slot once a slot
+    has history, else from the overall level. A drop or stop is judged on the
+    pooled span of recent windows (a route that stops sending gives empty
+    windows); a spike must also exceed ``spike_ratio`` times the expectation.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-5,
+        min_expected: float = 8.0,
+        max_span: int = 15,
+        spike_ratio: float = 4.0,
+        drop_ratio: float = 0.2,
+        half_life: float = 240.0,
+        slot_half_life: float = 30.0,
+        slot_min: int = 30,
+        slots: int = 24,
+    ):
+        self.alpha = alpha
+        self.min_expected = min_expected
+        self.max_span = max_span
+        self.spike_ratio = spike_ratio
+        self.drop_ratio = drop_ratio
+        self.half_life = half_life
+        self.slot_half_life = slot_half_life
+        self.slot_min = slot_min
+        self.slots = slots
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.level = 0.0
+        self.n = 0
+        self.slot_level = [0.0] * self.slots
+        self.slot_n = [0] * self.slots
+        self.recent: deque[list[float]] = deque(maxlen=self.max_span)
+
+    def _slot(self, ts_ms: int) -> int:
+        return int(ts_ms // 3_600_000) % 24 * self.slots // 24
+
+    def expected(self, ts_ms: int) -> float:
+        """Expected count in the window starting at ``ts_ms``."""
+        s = self._slot(ts_ms)
+        if self.slot_n[s] >= self.slot_min:
+            return self.slot_level[s]
+        return self.level
+
+    def evaluate(self, count: int, ts_ms: int) -> Judgement:
+        """Judge this window (pooled with recent ones for drops); does not learn."""
+        lam = self.expected(ts_ms)
+        if self.n == 0:
+            return _SKIP
+        # drop / stop: pool windows until enough is expected
+        k_span, lam_span = count, lam
+        for c, e in reversed(self.recent):
+            if lam_span >= self.min_expected:
+                break
+            k_span += int(c)
+            lam_span += e
+        if lam_span >= self.min_expected:
+            p_low = poisson_cdf(k_span, lam_span)
+            if p_low < self.alpha and k_span <= self.drop_ratio * lam_span:
+                return Judgement(True, float(k_span), lam_span, self.drop_ratio * lam_span, 1.0 - p_low)
+        if lam >= 1.0 or count >= self.min_expected:
+            p_high = poisson_sf(count, max(lam, 0.5))
+            if p_high < self.alpha and count >= self.spike_ratio * max(lam, 1.0) and count >= self.min_expected:
+                return Judgement(True, float(count), lam, self.spike_ratio * max(lam, 1.0), 1.0 - p_high)
+        return Judgement(False, float(count), lam, self.spike_ratio * max(lam, 1.0), 0.0)
+
+    def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
+        """Update the overall and slot levels (skipped for weight 0); track the span."""
+        self.recent.append([count, self.expected(ts_ms)])
+        if weight <= 0:
+            return
+        a = 1.0 - 0.5 ** (1.0 / self.half_life)
+        self.level = count if self.n == 0 else self.level + a * (count - self.level)
+        self.n += 1
+        s = self._slot(ts_ms)
+        sa = 1.0 - 0.5 ** (1.0 / self.slot_half_life)
+        self.slot_level[s] = count if self.slot_n[s] == 0 else self.slot_level[s] + sa * (count - self.slot_level[s])
+        self.slot_n[s] += 1
+
+    def update(self, count: int, ts_ms: int) -> Judgement:
+        """Evaluate, then learn unless anomalous."""
+        r = self.evaluate(count, ts_ms)
+        self.learn(count, ts_ms, 0.0 if r.anomalous else 1.0)
+        return r

@@ -1,0 +1,226 @@
+"""Robust level/difference z-scores, anomaly likelihood, range novelty, alarm hold-off."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from detector.detectors.base import UnivariateDetector
+
+__all__ = ["RobustLikelihood"]
+
+_SQRT2 = math.sqrt(2.0)
+
+
+class RobustLikelihood(UnivariateDetector):
+    """Streaming univariate anomaly score in [0, 1], comparable across series.
+
+    Four stages, each O(1) per value and bounded in memory:
+
+    1. **Robust baselines.** An exponentially weighted location ``m`` and
+       mean absolute deviation ``s`` of the value, and an EW mean absolute
+       first difference ``sd``. Updates are clipped at ``clip`` deviations so
+       that anomalous points do not drag the baseline. The raw score is
+       ``1 - exp(-max(|x - m| / (level_z s), |x - prev| / (diff_z sd)))``.
+    2. **Anomaly likelihood** (after Numenta): the mean of the last
+       ``short_window`` raw scores is compared with the long-run EW mean and
+       variance of that mean; the Gaussian upper tail probability ``q`` is
+       mapped to ``-log10(q) / likelihood_scale`` (capped at 1). This makes the
+       score a per-series calibrated surprise, so one threshold fits all
+       series. The first ``warmup`` values only learn (score 0).
+    3. **Range novelty**: a value outside the all-time ``[lo, hi]`` by more
+       than ``range_tolerance (hi - lo)``, and at least ``range_z`` scale
+       units from ``m``, scores 1.
+    4. **Hold-off**: after a score reaches ``threshold``, the next
+       ``suppress`` scores are capped just below ``threshold`` (one alarm per
+       event instead of one per row).
+
+    Parameters
+    ----------
+    level_alpha
+        EW rate of the value's location and scale.
+    diff_alpha
+        EW rate of the first-difference scale.
+    clip
+        Updates are clipped at this many scale units.
+    level_z, diff_z
+        Scale units at which the raw level / difference score is ``1 - 1/e``.
+    range_tolerance
+        Fraction of the seen range a value must exceed it by to be "novel".
+    range_z
+        ... and its level deviation ``|x - m| / s`` must be at least this
+        (noise records at the edge of a wide seasonal swing are not novel).
+    short_window
+        Number of raw scores averaged for the likelihood.
+    likelihood_alpha
+        EW rate of the long-run raw-score distribution.
+    warmup
+        Values seen before the likelihood may score.
+    likelihood_scale
+        ``-log10`` tail probability that maps to score 1 (so score 0.5 is a
+        tail probability of ``10 ** (-likelihood_scale / 2)``).
+    threshold
+        The default alarm threshold; also the level that starts a hold-off.
+    suppress
+        Hold-off length, in values.
+
+    Examples
+    --------
+    >>> import math, random
+    >>> rng = random.Random(0)
+    >>> det = RobustLikelihood()
+    >>> xs = [100 + 20 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 3) for i in range(1500)]
+    >>> quiet = [det.update(x) for x in xs]
+    >>> max(quiet[600:]) < det.threshold
+    True
+    >>> det.update(200.0) >= det.threshold
+    True
+    >>> det.update(201.0) < det.threshold  # hold-off: one alarm per event
+    True
+    """
+
+    def __init__(
+        self,
+        level_alpha: float = 0.005,
+        diff_alpha: float = 0.02,
+        clip: float = 4.0,
+        level_z: float = 8.0,
+        diff_z: float = 8.0,
+        range_tolerance: float = 0.01,
+        range_z: float = 2.0,
+        short_window: int = 20,
+        likelihood_alpha: float = 0.001,
+        warmup: int = 600,
+        likelihood_scale: float = 14.0,
+        threshold: float = 0.5,
+        suppress: int = 80,
+    ) -> None:
+        self.level_alpha = level_alpha
+        self.diff_alpha = diff_alpha
+        self.clip = clip
+        self.level_z = level_z
+        self.diff_z = diff_z
+        self.range_tolerance = range_tolerance
+        self.range_z = range_z
+        self.short_window = short_window
+        self.likelihood_alpha = likelihood_alpha
+        self.warmup = warmup
+        self.likelihood_scale = likelihood_scale
+        self.threshold = threshold
+        self.suppress = suppress
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.n = 0  # values learned
+        self.loc = 0.0
+        self.scale = 0.0
+        self.diff_scale = 0.0
+        self.prev = 0.0
+        self.lo = 0.0
+        self.hi = 0.0
+        self.raws: deque[float] = deque(maxlen=self.short_window)
+        self.raw_sum = 0.0
+        self.lik_n = 0
+        self.lik_mean = 0.0
+        self.lik_var = 0.0
+        self.cooldown = 0
+
+    # -- the computation shared by score_one and learn_one ----------------
+    def _raw(self, x: float) -> tuple[float, bool]:
+        """Raw surprise of ``x`` and whether it leaves the seen range."""
+        eps = 1e-6 * (abs(self.loc) + 1e-3)
+        zl = abs(x - self.loc) / (self.scale + eps)
+        zd = abs(x - self.prev) / (self.diff_scale + eps)
+        raw = 1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z))
+        margin = self.range_tolerance * (self.hi - self.lo)
+        novel = self.n > 1 and (x > self.hi + margin or x < self.lo - margin) and zl >= self.range_z
+        return raw, novel
+
+    def _avg(self, raw: float) -> float:
+        """Mean of the short window once ``raw`` is appended."""
+        total, count = self.raw_sum + raw, len(self.raws) + 1
+        if count > self.short_window:
+            total -= self.raws[0]
+            count -= 1
+        return total / count
+
+    def _likelihood(self, avg: float) -> float:
+        if self.lik_n + 1 < self.warmup:
+            return 0.0
+        std = math.sqrt(self.lik_var) + 1e-4
+        z = (avg - self.lik_mean) / std
+        if z <= 0.0:
+            return 0.0
+        tail = 0.5 * math.erfc(z / _SQRT2)
+        return min(1.0, -math.log10(max(tail, 1e-300)) / self.likelihood_scale)
+
+    def _final(self, x: float) -> tuple[float, float, float]:
+        """(score before hold-off, raw, short-window mean) of ``x``."""
+        if self.n == 0 or not math.isfinite(x):
+            return 0.0, 0.0, 0.0
+        raw, novel = self._raw(x)
+        avg = self._avg(raw)
+        score = 1.0 if novel else self._likelihood(avg)
+        return score, raw, avg
+
+    def _held(self, score: float) -> float:
+        if self.cooldown > 0:
+            return min(score, 0.99 * self.threshold)
+        return score
+
+    # -- contract ---------------------------------------------------------
+    def score_one(self, x: float) -> float:
+        """Score of ``x`` against the state so far (does not learn)."""
+        return self._held(self._final(x)[0])
+
+    def learn_one(self, x: float) -> None:
+        """Update baselines, likelihood statistics and hold-off with ``x``."""
+        self._learn(x, *self._final(x))
+
+    def update(self, x: float) -> float:
+        """Score ``x``, then learn it (one evaluation). Returns the score."""
+        score, raw, avg = self._final(x)
+        held = self._held(score)
+        self._learn(x, score, raw, avg)
+        return held
+
+    def _learn(self, x: float, score: float, raw: float, avg: float) -> None:
+        if not math.isfinite(x):
+            return
+        n = self.n
+        self.n = n + 1
+        if n == 0:
+            self.loc = self.prev = self.lo = self.hi = x
+            return
+        # hold-off (decided on this value's score, as update() returned it)
+        if self.cooldown > 0:
+            self.cooldown -= 1
+        elif score >= self.threshold:
+            self.cooldown = self.suppress
+        # baselines, clipped so that anomalies do not drag them
+        a = max(self.level_alpha, 1.0 / (n + 1))
+        da = max(self.diff_alpha, 1.0 / (n + 1))
+        r = x - self.loc
+        d = abs(x - self.prev)
+        if n > 2:
+            bound = self.clip * self.scale
+            r = max(-bound, min(bound, r))
+            d = min(self.clip * self.diff_scale, d)
+        self.loc += a * r
+        self.scale += a * (abs(r) - self.scale)
+        self.diff_scale += da * (d - self.diff_scale)
+        self.prev = x
+        self.hi = max(self.hi, x)
+        self.lo = min(self.lo, x)
+        # long-run distribution of the short-window mean raw score
+        if len(self.raws) == self.short_window:
+            self.raw_sum -= self.raws[0]
+        self.raws.append(raw)
+        self.raw_sum += raw
+        la = max(self.likelihood_alpha, 1.0 / (self.lik_n + 1))
+        dev = avg - self.lik_mean
+        if self.lik_n + 1 >= self.warmup:
+            dev = min(dev, 3.0 * (math.sqrt(self.lik_var) + 1e-4))
+        self.lik_n += 1
+        self.lik_mean += la * dev
+        self.lik_var = (1.0 - la) * (self.lik_var + la * dev * dev)

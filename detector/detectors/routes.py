@@ -1,0 +1,273 @@
+"""The detector stage: every signal of every route, judged once per closed window.
+
+Which signal makes which incident type follows SPEC section 2. Each signal
+has its own detector and its own :class:`~detector.detectors.signals.Alarm`
+(warm-up, persistence, hysteresis); while an alarm is on, the signal yields
+a :class:`~detector.detectors.firing.Firing` every window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from detector.config import Config, RouteConfig
+from detector.detectors.base import Stateful, decode_state, encode_state
+from detector.detectors.firing import Firing
+from detector.detectors.guard import BurnRate, SpendGuard
+from detector.detectors.proportion import CountTest, ProportionTest, Judgement
+from detector.detectors.signals import Alarm, LevelShift
+from detector.windows.aggregate import WindowAggregate
+from detector.windows.sketch import QuantileSketch
+
+__all__ = ["RouteDetectors", "ERROR_GROUPS", "MIN_LATENCY_SAMPLES"]
+
+#: signal name -> (error classes, incident type)
+ERROR_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "errors_performance": (("timeout", "rate_limited", "provider_error"), "performance"),
+    "errors_tool": (("tool_error",), "tool_failure"),
+    "errors_access": (("access_denied",), "access_privacy"),
+    "errors_retrieval": (("retrieval_empty", "retrieval_stale"), "retrieval_failure"),
+    "errors_validation": (("validation_error",), "bad_output"),
+}
+MIN_LATENCY_SAMPLES = 10
+AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    incident_type: str
+    make: Callable[[RouteConfig], Stateful]
+
+
+def _level(**kw: Any) -> Callable[[RouteConfig], Stateful]:
+    return lambda rc: LevelShift(**kw)
+
+
+SIGNALS: tuple[_Spec, ...] = (
+    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=6.0)),
+    _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=6.0)),
+    _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=6.0)),
+    *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
+    _Spec("review_rejection_rate", "bad_output",
+          lambda rc: ProportionTest(prior_rate=0.05, min_delta=0.1, min_trials=10, min_count=3)),
+    _Spec("request_volume", "performance", lambda rc: CountTest()),
+    _Spec("spend", "cost", _level(min_ratio=2.5, z=6.0, min_value=0.01)),
+    _Spec("cost_per_request", "cost", _level(min_ratio=2.0, z=6.0)),
+    _Spec("tokens", "cost", _level(min_ratio=2.5, z=6.0, min_value=1000.0)),
+    _Spec("runaway_key", "cost", _level(min_ratio=4.0, z=6.0, min_value=20.0)),
+)
+
+
+class _RouteState:
+    """All detectors and alarms of one route."""
+
+    def __init__(self, config: Config, rc: RouteConfig):
+        dc = config.detectors
+        self.dets: dict[str, Stateful] = {s.name: s.make(rc) for s in SIGNALS}
+        if rc.slo is not None:
+            self.dets["slo_burn_rate"] = BurnRate(slo_error_rate=rc.slo.error_rate)
+        if rc.guardrails.max_spend_per_hour is not None:
+            self.dets["guardrail_spend"] = SpendGuard(rc.guardrails.max_spend_per_hour,
+                                                      3600 // config.windows.size_s)
+        self.alarms: dict[str, Alarm] = {}
+        for name in self.dets:
+            warm = 0 if name.startswith(("slo_", "guardrail_")) else dc.warmup_windows
+            self.alarms[name] = Alarm(warm, dc.persistence, dc.clear_after)
+        for name in ("guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate"):
+            self.alarms[name] = Alarm(0, dc.persistence, dc.clear_after)
+        self.last: dict[str, list[float]] = {}
+        self.subject: dict[str, str] = {}
+        self.pending_latency: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "dets": {k: v.snapshot() for k, v in self.dets.items()},
+            "alarms": {k: v.snapshot() for k, v in self.alarms.items()},
+            "last": self.last,
+            "subject": self.subject,
+            "pending_latency": self.pending_latency,
+        }
+
+    def restore(self, d: dict[str, Any]) -> None:
+        self.dets = {k: Stateful.from_snapshot(v) for k, v in d["dets"].items()}
+        self.alarms = {k: Alarm.from_snapshot(v) for k, v in d["alarms"].items()}
+        self.last = d["last"]
+        self.subject = d["subject"]
+        self.pending_latency = d["pending_latency"]
+
+
+class RouteDetectors:
+    """Implements the pipeline's DetectorStage for every route."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.routes: dict[str, _RouteState] = {}
+
+    def _state(self, route: str) -> _RouteState:
+        st = self.routes.get(route)
+        if st is None:
+            st = self.routes[route] = _RouteState(self.config, self.config.route(route))
+        return st
+
+    def on_evict(self, route: str) -> None:
+        self.routes.pop(route, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"routes": {r: encode_state(s.snapshot()) for r, s in self.routes.items()}}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.routes = {}
+        for r, d in snap.get("routes", {}).items():
+            st = _RouteState(self.config, self.config.route(r))
+            st.restore(decode_state(d))
+            self.routes[r] = st
+
+    # -- judging ------------------------------------------------------------------
+    def on_window(self, w: WindowAggregate) -> list[Firing]:
+        st = self._state(w.route)
+        rc = self.config.route(w.route)
+        results: dict[str, Judgement | None] = {}
+        d = st.dets
+
+        # latency: pool low-volume windows until enough samples
+        sketch = w.latency
+        if st.pending_latency is not None:
+            pend = QuantileSketch.from_dict(st.pending_latency)
+            pend.merge(sketch)
+            sketch = pend
+        if sketch.count >= MIN_LATENCY_SAMPLES:
+            st.pending_latency = None
+            for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
+                det = d[name]
+                assert isinstance(det, LevelShift)
+                results[name] = det.update(sketch.quantile(q), w.start)
+        else:
+            st.pending_latency = sketch.to_dict() if sketch.count else None
+
+        n = max(w.requests, w.error_count)
+        for name, (classes, _) in ERROR_GROUPS.items():
+            det = d[name]
+            assert isinstance(det, ProportionTest)
+            k = sum(w.errors.get(c, 0) for c in classes)
+            results[name] = det.update(k, n) if n else None
+        if w.errors_by_tool:
+            st.subject["errors_tool"] = max(sorted(w.errors_by_tool), key=w.errors_by_tool.__getitem__)
+
+        reviews = w.review_count
+        rv = d["review_rejection_rate"]
+        assert isinstance(rv, ProportionTest)
+        results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews) if reviews else None
+
+        vol = d["request_volume"]
+        assert isinstance(vol, CountTest)
+        results["request_volume"] = vol.update(w.requests, w.start)
+        if results["request_volume"] is not None and results["request_volume"].anomalous:
+            r = results["request_volume"]
+            st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
+
+        if w.cost_events:
+            results["spend"] = _lvl(d["spend"], w.cost_usd, w.start)
+        if w.requests and w.cost_events:
+            results["cost_per_request"] = _lvl(d["cost_per_request"], w.cost_per_request, w.start)
+        if w.requests:
+            results["tokens"] = _lvl(d["tokens"], float(w.tokens), w.start)
+            top = w.top_key()
+            count = float(top[2]) if top else 0.0
+            r = _lvl(d["runaway_key"], count, w.start)
+            if r.anomalous and w.max_key_share < 0.2:
+                r = Judgement(False, r.observed, r.baseline, r.threshold, r.score)
+            results["runaway_key"] = r
+            if top is not None and r.anomalous:
+                st.subject["runaway_key"] = top[0]
+
+        if "slo_burn_rate" in d:
+            br = d["slo_burn_rate"]
+            assert isinstance(br, BurnRate)
+            k = sum(w.errors.get(c, 0) for c in AVAILABILITY_CLASSES)
+            results["slo_burn_rate"] = br.update(k, w.requests)
+        if "guardrail_spend" in d:
+            sg = d["guardrail_spend"]
+            assert isinstance(sg, SpendGuard)
+            results["guardrail_spend"] = sg.update(w.cost_usd)
+        g = rc.guardrails
+        if g.max_p95_ms is not None:
+            p95 = w.p95
+            results["guardrail_p95"] = None if math.isnan(p95) else _limit(p95, g.max_p95_ms)
+        if g.max_error_rate is not None and w.requests >= self.config.detectors.min_requests:
+            results["guardrail_error_rate"] = _limit(w.error_rate, g.max_error_rate)
+        if g.max_rejection_rate is not None and reviews >= self.config.detectors.min_requests:
+            results["guardrail_rejection_rate"] = _limit(w.rejection_rate, g.max_rejection_rate)
+
+        return self._fire(st, w, results)
+
+    def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:
+        out: list[Firing] = []
+        for name, alarm in st.alarms.items():
+            r = results.get(name)
+            if r is not None and r.judged:
+                st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(w.start), float(w.end)]
+                on = alarm.step(r.anomalous)
+            else:
+                on = alarm.step(None)
+            if not on or name not in st.last:
+                continue
+            obs, base, thr, score, ws, we = st.last[name]
+            itype = _type_of(name, st, w)
+            subject = st.subject.get(name)
+            out.append(Firing(
+                route=w.route, signal=name, incident_type=itype, detector=_detector_name(st, name),
+                observed=obs, baseline=base, threshold=thr, score=score,
+                window_start=int(ws), window_end=int(we), subject=subject,
+                magnitude=_magnitude(obs, base, name),
+            ))
+        return out
+
+
+def _lvl(det: Stateful, x: float, ts: int) -> Judgement:
+    assert isinstance(det, LevelShift)
+    return det.update(x, ts)
+
+
+def _limit(x: float, limit: float) -> Judgement:
+    return Judgement(x > limit, x, limit, limit, 1.0 if x > limit else 0.0)
+
+
+def _detector_name(st: _RouteState, name: str) -> str:
+    if name.startswith("guardrail_") and name not in st.dets:
+        return "StaticLimit"
+    return type(st.dets[name]).__name__
+
+
+def _type_of(name: str, st: _RouteState, w: WindowAggregate) -> str:
+    if name == "request_volume":
+        return "cost" if st.subject.get(name) == "spike" else "performance"
+    if name in ("guardrail_spend",):
+        return "cost"
+    if name == "guardrail_rejection_rate":
+        return "bad_output"
+    if name == "guardrail_error_rate":
+        if not w.errors:
+            return "performance"
+        top = max(sorted(w.errors), key=w.errors.__getitem__)
+        for group, (classes, itype) in ERROR_GROUPS.items():
+            if top in classes:
+                return itype
+        return "performance"
+    for spec in SIGNALS:
+        if spec.name == name:
+            return spec.incident_type
+    return "performance"
+
+
+def _magnitude(obs: float, base: float, name: str) -> float:
+    if not (math.isfinite(obs) and math.isfinite(base)):
+        return 1.0
+    if name == "request_volume" and obs < base:
+        return base / max(obs, 1.0) if base > 0 else 1.0
+    if name == "slo_burn_rate":
+        return obs / 6.0
+    return obs / base if base > 0 else (10.0 if obs > 0 else 1.0)

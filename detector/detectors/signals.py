@@ -1,0 +1,172 @@
+"""Level shifts of a continuous signal, and the alarm logic every signal shares.
+
+:class:`LevelShift` judges one value per window (a latency quantile, spend,
+cost per request, tokens) against a robust, seasonal baseline on a log
+scale: an exponentially weighted mean and mean absolute deviation, with an
+hour-of-day profile used once a slot has enough history. Values judged
+anomalous do not update the baseline, so an incident cannot teach the
+detector that it is normal.
+
+:class:`Alarm` adds warm-up, persistence before firing and hysteresis
+before clearing.
+
+>>> d = LevelShift()
+>>> import random
+>>> rng = random.Random(1)
+>>> for i in range(300):
+...     _ = d.update(300 * rng.lognormvariate(0, 0.1), i * 60_000)
+>>> d.update(310.0, 300 * 60_000).anomalous
+False
+>>> r = d.update(1200.0, 301 * 60_000)
+>>> r.anomalous, round(r.baseline)
+(True, 300)
+"""
+
+from __future__ import annotations
+
+import math
+
+from detector.detectors.base import Stateful
+from detector.detectors.proportion import Judgement
+
+__all__ = ["LevelShift", "Alarm"]
+
+
+class LevelShift(Stateful):
+    """Upward (or downward) shift of a positive signal against a seasonal robust baseline.
+
+    Parameters
+    ----------
+    z
+        Robust z-score (in log space) above which a value is anomalous.
+    min_ratio
+        Effect size: observed must also be at least ``min_ratio`` x baseline.
+    min_scale
+        Floor of the log-scale deviation (0.05 is about 5% relative spread).
+    half_life
+        Windows for the overall level's forgetting; slots use ``slot_half_life``.
+    slot_min
+        Values a time-of-day slot needs before it is trusted.
+    direction
+        ``"up"``, ``"down"`` or ``"both"``.
+    min_value
+        Observed values below this are never anomalous upward (noise floor).
+    """
+
+    def __init__(
+        self,
+        z: float = 5.0,
+        min_ratio: float = 1.5,
+        min_scale: float = 0.05,
+        half_life: float = 360.0,
+        slot_half_life: float = 30.0,
+        slot_min: int = 30,
+        direction: str = "up",
+        min_value: float = 0.0,
+    ):
+        self.z = z
+        self.min_ratio = min_ratio
+        self.min_scale = min_scale
+        self.half_life = half_life
+        self.slot_half_life = slot_half_life
+        self.slot_min = slot_min
+        self.direction = direction
+        self.min_value = min_value
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.mean = 0.0
+        self.dev = 0.0
+        self.n = 0
+        self.slot_mean = [0.0] * 24
+        self.slot_n = [0] * 24
+
+    @staticmethod
+    def _slot(ts_ms: int) -> int:
+        return int(ts_ms // 3_600_000) % 24
+
+    def _expected(self, ts_ms: int) -> float:
+        s = self._slot(ts_ms)
+        return self.slot_mean[s] if self.slot_n[s] >= self.slot_min else self.mean
+
+    def evaluate(self, x: float, ts_ms: int) -> Judgement:
+        """Judge ``x`` for the window starting at ``ts_ms``; does not learn."""
+        if self.n < 2 or not math.isfinite(x):
+            return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
+        y = math.log1p(max(x, 0.0))
+        mu = self._expected(ts_ms)
+        scale = max(1.25 * self.dev, self.min_scale)
+        zval = (y - mu) / scale
+        base = math.expm1(mu)
+        up_thr = max(math.expm1(mu + self.z * scale), base * self.min_ratio)
+        down_thr = min(math.expm1(mu - self.z * scale), base / self.min_ratio)
+        up = self.direction in ("up", "both") and x >= up_thr and x >= self.min_value
+        down = self.direction in ("down", "both") and x <= down_thr
+        score = 0.5 * math.erfc(-abs(zval) / math.sqrt(2.0))
+        return Judgement(up or down, x, base, down_thr if down else up_thr, score)
+
+    def learn(self, x: float, ts_ms: int) -> None:
+        """Fold ``x`` into the overall and time-of-day baselines."""
+        if not math.isfinite(x):
+            return
+        y = math.log1p(max(x, 0.0))
+        if self.n == 0:
+            self.mean = y
+        else:
+            a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
+            err = y - self.mean
+            self.mean += a * err
+            self.dev += a * (abs(err) - self.dev)
+        self.n += 1
+        s = self._slot(ts_ms)
+        if self.slot_n[s] == 0:
+            self.slot_mean[s] = y
+        else:
+            sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
+            self.slot_mean[s] += sa * (y - self.slot_mean[s])
+        self.slot_n[s] += 1
+
+    def update(self, x: float, ts_ms: int) -> Judgement:
+        """Evaluate, then learn unless anomalous."""
+        r = self.evaluate(x, ts_ms)
+        if not r.anomalous:
+            self.learn(x, ts_ms)
+        return r
+
+
+class Alarm(Stateful):
+    """Warm-up, persistence and hysteresis around a stream of judgements.
+
+    >>> a = Alarm(warmup=0, persistence=2, clear_after=2)
+    >>> [a.step(v) for v in [True, True, True, False, True, False, False, False]]
+    [False, True, True, True, True, True, False, False]
+    """
+
+    def __init__(self, warmup: int = 60, persistence: int = 2, clear_after: int = 5):
+        self.warmup = warmup
+        self.persistence = persistence
+        self.clear_after = clear_after
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.seen = 0
+        self.hits = 0
+        self.calm = 0
+        self.firing = False
+
+    def step(self, anomalous: bool | None) -> bool:
+        """Advance one judged window (None: nothing to judge); returns whether the alarm is on."""
+        if anomalous is None:
+            return self.firing
+        self.seen += 1
+        if anomalous and self.seen > self.warmup:
+            self.hits += 1
+            self.calm = 0
+            if self.hits >= self.persistence:
+                self.firing = True
+        else:
+            self.hits = 0
+            self.calm += 1
+            if self.firing and self.calm >= self.clear_after:
+                self.firing = False
+        return self.firing

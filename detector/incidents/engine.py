@@ -1,0 +1,302 @@
+"""The incident engine: firings in, incident events (SPEC section 2) out.
+
+One open incident per (route, incident_type). Firings of a type attach to
+its open incident (``updated``; a rise in severity is ``escalated``); an
+incident resolves once its route has gone ``resolve_after_s`` of event
+time without a firing of its type. ``acknowledged`` and ``contained``
+come from operator commands (:mod:`detector.incidents.commands`).
+Silences suppress notification, not tracking; every ``opened`` that was
+sent is followed by a ``resolved``, also for routes that go quiet or are
+evicted. Decisions read event time only, so replay and the service agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from detector.config import Config, RouteConfig
+from detector.detectors.firing import Firing, iso
+from detector.incidents.changes import ChangeTracker
+from detector.incidents.commands import Command
+from detector.incidents.containment import recommend
+from detector.incidents.evidence import build_evidence
+from detector.incidents.summary import summarize
+from detector.incidents.triage import affected, bump, rank, severity
+from detector.windows.aggregate import WindowAggregate
+from detector.windows.windower import RouteEvicted
+
+__all__ = ["IncidentEngine", "incident_id"]
+
+Incident = dict[str, Any]
+#: Anomalous windows kept per incident for evidence and change correlation.
+WINDOW_CAP = 10
+
+
+def incident_id(route: str, incident_type: str, started_ms: int) -> str:
+    """Stable id: the same route, type and start always give the same id.
+
+    >>> incident_id("support.draft", "bad_output", 0)
+    'inc-8a5b2fb2e6b7f1c3'
+    """
+    h = hashlib.sha256(f"{route}\x1f{incident_type}\x1f{started_ms}".encode()).hexdigest()
+    return f"inc-{h[:16]}"
+
+
+class _Open:
+    """One incident being tracked."""
+
+    def __init__(self, route: str, itype: str, started: int, detected: int):
+        self.route = route
+        self.itype = itype
+        self.id = incident_id(route, itype, started)
+        self.started = started
+        self.detected = detected
+        self.seq = 0
+        self.status = "open"
+        self.severity = "low"
+        self.signals: dict[str, dict[str, Any]] = {}
+        self.windows: list[WindowAggregate] = []
+        self.aff_requests = 0
+        self.route_requests = 0
+        self.tenants: set[str] = set()
+        self.magnitude = 1.0
+        self.stopped = False
+        self.subject: str | None = None
+        self.rollback: dict[str, str] | None = None
+        self.last_fire = detected
+        self.last_emit = -1
+        self.notified = False
+        self.recurrence = False
+        self.pending_update = False
+        self.versions_before: dict[str, list[str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in vars(self).items() if k not in ("windows", "tenants")}
+        d["windows"] = [w.to_dict() for w in self.windows]
+        d["tenants"] = sorted(self.tenants)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Open:
+        o = cls(d["route"], d["itype"], d["started"], d["detected"])
+        for k, v in d.items():
+            setattr(o, k, v)
+        o.windows = [WindowAggregate.from_dict(w) for w in d["windows"]]
+        o.tenants = set(d["tenants"])
+        return o
+
+
+class IncidentEngine:
+    """Implements the pipeline's IncidentStage."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        ic = config.incidents
+        self.size_ms = config.windows.size_s * 1000
+        self.resolve_ms = ic.resolve_after_s * 1000
+        self.lookback_ms = ic.change_lookback_s * 1000
+        self.update_ms = ic.update_interval_s * 1000
+        self.heightened_ms = ic.heightened_s * 1000
+        self.persistence = config.detectors.persistence
+        self.open: dict[str, _Open] = {}  # key: route \x1f type
+        self.heightened: dict[str, int] = {}  # route \x1f type -> until (event ms)
+        self.before: dict[str, dict[str, list[str]]] = {}  # route -> versions of its last healthy window
+        self.changes = ChangeTracker()
+        self._silences = [
+            (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
+        ]
+
+    # -- stage interface -------------------------------------------------------------
+    def on_window(self, w: WindowAggregate, firings: Sequence[Firing]) -> list[Incident]:
+        out: list[Incident] = []
+        rc = self.config.route(w.route)
+        by_type: dict[str, list[Firing]] = {}
+        for f in firings:
+            by_type.setdefault(f.incident_type, []).append(f)
+        healthy = not firings
+        if healthy and w.events:
+            self.before[w.route] = {k: sorted(v)[:5] for k, v in w.versions.items()}
+        self.changes.observe(w, healthy)
+        for itype in sorted(by_type):
+            out.extend(self._fire(w, rc, itype, by_type[itype]))
+        for key in [k for k, o in self.open.items() if o.route == w.route and o.itype not in by_type]:
+            o = self.open[key]
+            if w.end - o.last_fire >= self.resolve_ms:
+                out.extend(self._resolve(key, w.end, rc))
+            elif self._silenced(o.route, w.end) is False and not o.notified:
+                out.extend(self._notify_late(o, w.end, rc))
+        return out
+
+    def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
+        rc = self.config.route(evicted.route)
+        out: list[Incident] = []
+        for key in [k for k, o in self.open.items() if o.route == evicted.route]:
+            out.extend(self._resolve(key, evicted.at_ms, rc))
+        self.changes.forget(evicted.route)
+        self.before.pop(evicted.route, None)
+        return out
+
+    def on_command(self, cmd: Command) -> list[Incident]:
+        """Apply an operator command (acknowledge, contain) to an open incident."""
+        at = _ms(datetime.fromisoformat(cmd.at))
+        for o in self.open.values():
+            if o.id != cmd.incident_id:
+                continue
+            rc = self.config.route(o.route)
+            new_status = "acknowledged" if cmd.command == "acknowledge" else "contained"
+            if rank_status(new_status) <= rank_status(o.status):
+                return []
+            o.status = new_status
+            if not o.notified:
+                return []
+            return [self._emit(o, new_status, at, rc)]
+        return []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _fire(self, w: WindowAggregate, rc: RouteConfig, itype: str, firings: list[Firing]) -> list[Incident]:
+        key = f"{w.route}\x1f{itype}"
+        o = self.open.get(key)
+        opened = o is None
+        if o is None:
+            first = min(f.window_start for f in firings)
+            started = max(0, first - (self.persistence - 1) * self.size_ms)
+            o = self.open[key] = _Open(w.route, itype, started, w.end)
+            o.versions_before = self.before.get(w.route, {})
+            until = self.heightened.get(key)
+            o.recurrence = until is not None and w.end <= until
+        o.last_fire = w.end
+        new_signals = False
+        for f in firings:
+            if f.signal not in o.signals:
+                new_signals = True
+            o.signals[f.signal] = f.entry()
+            o.magnitude = max(o.magnitude, f.magnitude) if not opened else max(
+                (x.magnitude for x in firings), default=1.0)
+            if f.signal == "request_volume" and f.observed < f.baseline:
+                o.stopped = True
+            if f.subject and (o.subject is None or itype == "tool_failure"):
+                o.subject = f.subject
+        if len(o.windows) < WINDOW_CAP:
+            o.windows.append(w)
+        n_aff, tenants = affected(itype, w)
+        o.aff_requests += n_aff
+        o.route_requests += max(w.requests, n_aff)
+        if len(o.tenants) < 1000:
+            o.tenants |= set(sorted(tenants)[: 1000 - len(o.tenants)])
+        share = o.aff_requests / o.route_requests if o.route_requests else (1.0 if o.stopped else 0.0)
+        sev = severity(itype, o.magnitude, share, len(o.tenants), rc, o.stopped)
+        if o.recurrence:
+            sev = bump(sev)
+        target_before = o.rollback
+        if o.rollback is None and len(o.windows) <= 3:
+            o.rollback = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
+        silenced = self._silenced(w.route, w.end)
+        if opened:
+            o.severity = sev
+            if silenced:
+                return []
+            return [self._emit(o, "opened", w.end, rc)]
+        escalated = rank(sev) > rank(o.severity)
+        o.severity = sev if escalated else o.severity
+        material = escalated or new_signals or (o.rollback != target_before)
+        o.pending_update = o.pending_update or material
+        if silenced:
+            return []
+        if not o.notified:
+            return self._notify_late(o, w.end, rc)
+        if escalated:
+            o.pending_update = False
+            return [self._emit(o, "escalated", w.end, rc)]
+        if o.pending_update and w.end - o.last_emit >= self.update_ms:
+            o.pending_update = False
+            return [self._emit(o, "updated", w.end, rc)]
+        return []
+
+    def _notify_late(self, o: _Open, at: int, rc: RouteConfig) -> list[Incident]:
+        """A silence ended while the incident is still open: send its ``opened`` now."""
+        return [self._emit(o, "opened", at, rc)]
+
+    def _resolve(self, key: str, at: int, rc: RouteConfig) -> list[Incident]:
+        o = self.open.pop(key)
+        self.heightened[key] = at + self.heightened_ms
+        if len(self.heightened) > 10_000:
+            for k in sorted(self.heightened, key=self.heightened.__getitem__)[:1000]:
+                del self.heightened[k]
+        if not o.notified:
+            return []
+        o.status = "resolved"
+        return [self._emit(o, "resolved", at, rc, resolved_at=at)]
+
+    def _silenced(self, route: str, at: int) -> bool:
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(route, pat) and start <= at < end for pat, start, end in self._silences)
+
+    # -- the message ----------------------------------------------------------------------
+    def _emit(self, o: _Open, event: str, at: int, rc: RouteConfig, resolved_at: int | None = None) -> Incident:
+        o.seq += 1
+        o.notified = True
+        o.last_emit = at
+        if event == "opened":
+            o.detected = at
+        share = o.aff_requests / o.route_requests if o.route_requests else (1.0 if o.stopped else 0.0)
+        tool = o.subject if o.itype == "tool_failure" else None
+        recs = recommend(o.itype, o.route, rc, rollback=o.rollback, tool=tool, severity=o.severity)
+        changes = self.changes.recent_changes(o.route, o.started - self.lookback_ms, at)
+        evidence = build_evidence(o.windows, o.versions_before, changes,
+                                  start_ms=o.started, lookback_ms=self.lookback_ms)
+        blast = {"requests": int(o.aff_requests), "tenants": len(o.tenants), "share": round(min(share, 1.0), 4)}
+        inc: Incident = {
+            "schema_version": "1",
+            "event": event,
+            "incident_id": o.id,
+            "seq": o.seq,
+            "route": o.route,
+            "incident_type": o.itype,
+            "severity": o.severity,
+            "status": o.status if event != "resolved" else "resolved",
+            "started_at": iso(o.started),
+            "detected_at": iso(o.detected),
+            "at": iso(at),
+            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
+            "signals": [o.signals[k] for k in sorted(o.signals)],
+            "blast_radius": blast,
+            "evidence": evidence,
+            "recommendations": recs,
+            "owner": rc.owner,
+            "escalation": rc.escalation,
+        }
+        inc["summary"] = summarize(
+            inc, rc, recurrence=o.recurrence, stopped=o.stopped,
+            next_update_s=None if event == "resolved" else self.update_ms // 1000,
+        )
+        return inc
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open": {k: o.to_dict() for k, o in self.open.items()},
+            "heightened": dict(self.heightened),
+            "before": self.before,
+            "changes": self.changes.snapshot(),
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.open = {k: _Open.from_dict(v) for k, v in snap["open"].items()}
+        self.heightened = dict(snap["heightened"])
+        self.before = snap["before"]
+        self.changes = ChangeTracker.from_snapshot(snap["changes"])
+
+
+_STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}
+
+
+def rank_status(s: str) -> int:
+    return _STATUS_RANK[s]
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
