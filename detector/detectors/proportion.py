@@ -129,36 +129,40 @@ class ProportionTest(Stateful):
     def baseline(self) -> float:
         return (self.k_sum + self.prior_rate * self.prior_trials) / (self.n_sum + self.prior_trials)
 
-    def _span(self) -> tuple[int, int]:
-        k = n = 0
-        for i, (kk, nn) in enumerate(reversed(self.recent)):
-            k += kk
-            n += nn
-            if i + 1 >= self.min_span and n >= self.min_trials:
-                break
-        return k, n
-
     def evaluate(self, k: int, n: int) -> Judgement:
-        """Judge the span ending with this window's ``k`` of ``n``; does not learn."""
-        self.recent.append([k, n])
-        ks, ns = self._span()
-        self.recent.pop()
-        if ns < self.min_trials:
-            return _SKIP
+        """Judge the spans ending with this window's ``k`` of ``n``; does not learn.
+
+        Every span of ``min_span`` .. ``max_span`` recent windows holding at
+        least ``min_trials`` trials is tested and the most surprising one
+        kept: short spans react fast on busy routes, long spans give quiet
+        routes enough evidence.
+        """
         p0 = self.baseline
-        ks = min(ks, ns)
-        pval = binom_sf(ks, ns, p0)
-        rate = ks / ns
         effect = max(p0 * self.min_ratio, p0 + self.min_delta)
+        best: tuple[float, int, int] | None = None
+        ks, ns, spans = k, n, 1
+        hist = self.recent
+        i = len(hist) - 1
+        while True:
+            if spans >= self.min_span and ns >= self.min_trials:
+                kk = min(ks, ns)
+                if kk >= self.min_count and kk / ns >= effect:
+                    pval = binom_sf(kk, ns, p0)
+                    if best is None or pval < best[0]:
+                        best = (pval, kk, ns)
+                elif best is None:
+                    best = (1.0, kk, ns)
+            if spans >= self.max_span or i < 0:
+                break
+            ks += hist[i][0]
+            ns += hist[i][1]
+            spans += 1
+            i -= 1
+        if best is None:
+            return _SKIP
+        pval, ks, ns = best
         crit = self._critical(ns, p0) if pval < 0.01 else effect
-        anomalous = (
-            pval < self.alpha
-            and ks >= self.min_count
-            and rate >= p0 * self.min_ratio
-            and rate >= p0 + self.min_delta
-            and k > 0
-        )
-        return Judgement(anomalous, rate, p0, crit, 1.0 - pval)
+        return Judgement(pval < self.alpha, ks / ns, p0, crit, 1.0 - pval)
 
     def _critical(self, n: int, p0: float) -> float:
         lo, hi = 0, n + 1

@@ -32,7 +32,9 @@ ERROR_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
     "errors_retrieval": (("retrieval_empty", "retrieval_stale"), "retrieval_failure"),
     "errors_validation": (("validation_error",), "bad_output"),
 }
-MIN_LATENCY_SAMPLES = 10
+MIN_LATENCY_SAMPLES = 5
+#: Fewest latency samples for each quantile to be judged (a p99 of ten samples is their maximum).
+LATENCY_MIN_SAMPLES = {"latency_p50": 5, "latency_p95": 20, "latency_p99": 100}
 AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
 
 
@@ -48,17 +50,17 @@ def _level(**kw: Any) -> Callable[[RouteConfig], Stateful]:
 
 
 SIGNALS: tuple[_Spec, ...] = (
-    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=6.0)),
-    _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=6.0)),
-    _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=6.0)),
+    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=4.0)),
+    _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0)),
+    _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
     *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
     _Spec("review_rejection_rate", "bad_output",
           lambda rc: ProportionTest(prior_rate=0.05, min_delta=0.1, min_trials=10, min_count=3)),
     _Spec("request_volume", "performance", lambda rc: CountTest()),
-    _Spec("spend", "cost", _level(min_ratio=2.5, z=6.0, min_value=0.01)),
-    _Spec("cost_per_request", "cost", _level(min_ratio=2.0, z=6.0)),
-    _Spec("tokens", "cost", _level(min_ratio=2.5, z=6.0, min_value=1000.0)),
-    _Spec("runaway_key", "cost", _level(min_ratio=4.0, z=6.0, min_value=20.0)),
+    _Spec("spend", "cost", _level(min_ratio=2.5, z=5.0, min_value=0.01, floor=1e-4)),
+    _Spec("cost_per_request", "cost", _level(min_ratio=2.0, z=5.0, floor=1e-6)),
+    _Spec("tokens", "cost", _level(min_ratio=2.5, z=5.0, min_value=1000.0)),
+    _Spec("runaway_key", "cost", _level(min_ratio=4.0, z=5.0, min_value=8.0)),
 )
 
 
@@ -142,6 +144,8 @@ class RouteDetectors:
         if sketch.count >= MIN_LATENCY_SAMPLES:
             st.pending_latency = None
             for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
+                if sketch.count < LATENCY_MIN_SAMPLES[name]:
+                    continue
                 det = d[name]
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start)

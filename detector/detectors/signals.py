@@ -51,6 +51,9 @@ class LevelShift(Stateful):
         ``"up"``, ``"down"`` or ``"both"``.
     min_value
         Observed values below this are never anomalous upward (noise floor).
+    floor
+        Values are judged as ``log(max(x, floor))``: relative changes count,
+        whatever the unit (milliseconds, dollars per request, tokens).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class LevelShift(Stateful):
         slot_min: int = 30,
         direction: str = "up",
         min_value: float = 0.0,
+        floor: float = 1.0,
     ):
         self.z = z
         self.min_ratio = min_ratio
@@ -72,6 +76,7 @@ class LevelShift(Stateful):
         self.slot_min = slot_min
         self.direction = direction
         self.min_value = min_value
+        self.floor = floor
         super().__init__()
 
     def _reset(self) -> None:
@@ -93,13 +98,13 @@ class LevelShift(Stateful):
         """Judge ``x`` for the window starting at ``ts_ms``; does not learn."""
         if self.n < 2 or not math.isfinite(x):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
-        y = math.log1p(max(x, 0.0))
+        y = math.log(max(x, self.floor))
         mu = self._expected(ts_ms)
         scale = max(1.25 * self.dev, self.min_scale)
         zval = (y - mu) / scale
-        base = math.expm1(mu)
-        up_thr = max(math.expm1(mu + self.z * scale), base * self.min_ratio)
-        down_thr = min(math.expm1(mu - self.z * scale), base / self.min_ratio)
+        base = math.exp(mu)
+        up_thr = max(math.exp(mu + self.z * scale), base * self.min_ratio)
+        down_thr = min(math.exp(mu - self.z * scale), base / self.min_ratio)
         up = self.direction in ("up", "both") and x >= up_thr and x >= self.min_value
         down = self.direction in ("down", "both") and x <= down_thr
         score = 0.5 * math.erfc(-abs(zval) / math.sqrt(2.0))
@@ -109,7 +114,7 @@ class LevelShift(Stateful):
         """Fold ``x`` into the overall and time-of-day baselines."""
         if not math.isfinite(x):
             return
-        y = math.log1p(max(x, 0.0))
+        y = math.log(max(x, self.floor))
         if self.n == 0:
             self.mean = y
         else:

@@ -11,8 +11,8 @@ Severity: on a customer-facing route, at ``critical`` or ``high``, the
 human gates (``draft_only``, ``manual_review``) move ahead of the slower
 fixes (rollback, narrowing sources, rate limits) in a default list, since
 they stop bad output reaching customers at once while the fix is prepared.
-They never move ahead of ``pause_feature`` or ``disable_tool``, which stop
-more. A list set in the config is never reordered.
+They never move ahead of a leading ``pause_feature`` or ``disable_tool``,
+which stop more. A list set in the config is never reordered.
 
 An action is ``auto_applicable`` only when it is listed in
 ``route_cfg.auto_actions``; nothing is automatic by default (so pausing a
@@ -147,11 +147,13 @@ def recommend(incident_type: str, route: str, route_cfg: RouteConfig, *, rollbac
 
 
 def _gates_first(actions: list[str]) -> list[str]:
-    """Move draft_only/manual_review right after the hard stops (pause, disable)."""
-    stops = [a for a in actions if a in _STOPS]
+    """Move draft_only/manual_review up to just after the leading hard stops (pause, disable)."""
     gates = [a for a in actions if a in _GATES]
-    rest = [a for a in actions if a not in _STOPS and a not in _GATES]
-    return stops + gates + rest
+    rest = [a for a in actions if a not in _GATES]
+    lead = 0
+    while lead < len(rest) and rest[lead] in _STOPS:
+        lead += 1
+    return rest[:lead] + gates + rest[lead:]
 
 
 def _rationale(action: str, incident_type: str, tool: str | None, rollback: dict[str, str] | None,

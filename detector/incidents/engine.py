@@ -39,7 +39,7 @@ def incident_id(route: str, incident_type: str, started_ms: int) -> str:
     """Stable id: the same route, type and start always give the same id.
 
     >>> incident_id("support.draft", "bad_output", 0)
-    'inc-8a5b2fb2e6b7f1c3'
+    'inc-3f4b46c414f0928f'
     """
     h = hashlib.sha256(f"{route}\x1f{incident_type}\x1f{started_ms}".encode()).hexdigest()
     return f"inc-{h[:16]}"

@@ -29,7 +29,7 @@ from detector.config import RouteConfig
 from detector.incidents.containment import describe
 from detector.incidents.redact import redact_id
 
-__all__ = ["summarize", "summarize_incident"]
+__all__ = ["summarize"]
 
 _WHAT = {
     "bad_output": "reviewers are rejecting or escalating its AI output more than usual",
@@ -58,26 +58,50 @@ _STATUS = {
 }
 
 
-def summarize(*, incident_id: str, route: str, incident_type: str, severity: str,
-              blast_radius: Mapping[str, Any], recommendations: Sequence[Mapping[str, Any]],
-              owner: str | None, escalation: str | None, status: str = "open", tool: str | None = None,
+def summarize(incident: Mapping[str, Any] | None = None, route_cfg: RouteConfig | None = None, *,
+              incident_id: str | None = None, route: str | None = None, incident_type: str | None = None,
+              severity: str | None = None, blast_radius: Mapping[str, Any] | None = None,
+              recommendations: Sequence[Mapping[str, Any]] | None = None, owner: str | None = None,
+              escalation: str | None = None, status: str | None = None, tool: str | None = None,
               next_update_s: int | None = None, recurrence: bool = False, stopped: bool = False) -> str:
     """One paragraph of guidance for staff.
 
-    ``status`` is the incident's state after this message (``resolved``
-    for the last one); ``tool`` the tool the incident names (tool
-    failures); ``next_update_s`` the time to the next scheduled update;
-    ``recurrence``: the route failed again soon after a resolved incident;
-    ``stopped``: the route's traffic stopped or collapsed.
+    Either pass the incident message (SPEC section 2 fields) and the
+    route's config, or the fields one by one as keywords (a keyword wins
+    over the message). ``status`` is the state after this message
+    (``resolved`` for the last one); ``tool`` the tool a tool failure names
+    (from the message: the ``disable_tool`` target, else the commonest tool
+    in the evidence); ``route_cfg`` fills in an owner or escalation the
+    message lacks; ``next_update_s`` is the time to the next scheduled
+    update; ``recurrence``: the route failed again soon after a resolved
+    incident; ``stopped``: the route's traffic stopped or collapsed.
 
     >>> s = summarize(incident_id="i9", route="r", incident_type="tool_failure", severity="low",
     ...               blast_radius={"requests": 1, "tenants": 0, "share": 0.01}, recommendations=[],
     ...               owner=None, escalation="pager-x", tool="crm", next_update_s=900)
     >>> s.split(". ")[-2:]
     ['Send examples (request or trace ids only) to incident i9', 'Next update within 15 min.']
-    >>> "calls to the tool crm are failing" in s, "No owner configured — assign one (escalation: pager-x)" in s
+    >>> "calls to the tool crm are failing" in s, "No owner configured — assign one" in s
     (True, True)
+    >>> inc = {"incident_id": "i1", "route": "r", "incident_type": "tool_failure", "severity": "low",
+    ...        "status": "open", "blast_radius": {}, "recommendations": [], "owner": None,
+    ...        "escalation": None, "evidence": {"tools": {"crm": 4}}}
+    >>> "the tool crm" in summarize(inc)
+    True
     """
+    inc: Mapping[str, Any] = incident or {}
+    incident_id = incident_id if incident_id is not None else str(inc.get("incident_id", ""))
+    route = route if route is not None else str(inc.get("route", ""))
+    incident_type = incident_type if incident_type is not None else str(inc.get("incident_type", ""))
+    severity = severity if severity is not None else str(inc.get("severity", ""))
+    blast_radius = blast_radius if blast_radius is not None else (inc.get("blast_radius") or {})
+    recommendations = recommendations if recommendations is not None else (inc.get("recommendations") or [])
+    owner = owner or inc.get("owner") or (route_cfg.owner if route_cfg else None)
+    escalation = escalation or inc.get("escalation") or (route_cfg.escalation if route_cfg else None)
+    if status is None:
+        status = "resolved" if inc.get("event") == "resolved" else str(inc.get("status", "open"))
+    if tool is None and incident_type == "tool_failure":
+        tool = _tool(inc, recommendations)
     tool_name = f"the tool {redact_id(tool)}" if tool else "a tool"
     kind = incident_type.replace("_", " ") or "incident"
     what = _WHAT.get(incident_type, "it is behaving abnormally").format(tool=tool_name)
@@ -106,34 +130,6 @@ def summarize(*, incident_id: str, route: str, incident_type: str, severity: str
     if next_update_s:
         parts.append(f"Next update within {max(1, round(next_update_s / 60))} min.")
     return " ".join(parts)
-
-
-def summarize_incident(incident: Mapping[str, Any], route_cfg: RouteConfig | None = None, *,
-                       recurrence: bool = False, stopped: bool = False,
-                       next_update_s: int | None = None) -> str:
-    """:func:`summarize` from an incident message (SPEC section 2 fields).
-
-    The tool is the one ``disable_tool`` names, else the commonest in the
-    evidence; ``route_cfg`` fills in an owner or escalation the message lacks.
-
-    >>> inc = {"incident_id": "i1", "route": "r", "incident_type": "tool_failure", "severity": "low",
-    ...        "status": "open", "blast_radius": {}, "recommendations": [], "owner": None,
-    ...        "escalation": None, "evidence": {"tools": {"crm": 4}}}
-    >>> "the tool crm" in summarize_incident(inc)
-    True
-    """
-    recs: Sequence[Mapping[str, Any]] = incident.get("recommendations") or []
-    itype = str(incident.get("incident_type", ""))
-    return summarize(
-        incident_id=str(incident.get("incident_id", "")), route=str(incident.get("route", "")),
-        incident_type=itype, severity=str(incident.get("severity", "")),
-        blast_radius=incident.get("blast_radius") or {}, recommendations=recs,
-        owner=incident.get("owner") or (route_cfg.owner if route_cfg else None),
-        escalation=incident.get("escalation") or (route_cfg.escalation if route_cfg else None),
-        status="resolved" if incident.get("event") == "resolved" else str(incident.get("status", "open")),
-        tool=_tool(incident, recs) if itype == "tool_failure" else None,
-        next_update_s=next_update_s, recurrence=recurrence, stopped=stopped,
-    )
 
 
 def _tool(incident: Mapping[str, Any], recs: Sequence[Mapping[str, Any]]) -> str | None:

@@ -44,7 +44,9 @@ class _Capture(logging.Handler):
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="detector bench scenarios", description="Generate, replay and score labelled scenarios.")
+    p = argparse.ArgumentParser(
+        prog="detector bench scenarios", description="Generate, replay and score labelled scenarios."
+    )
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     p.add_argument("--days", type=int, default=2, help="days per scenario (default 2)")
     p.add_argument("--config", default=None, help="detector config file (default: built-in defaults)")
@@ -98,12 +100,10 @@ def format_row(s: ScenarioScore, timing: dict[str, float]) -> str:
 
 def format_misses(s: ScenarioScore) -> list[str]:
     """One line per missed label (what the detector should have found)."""
-    return [
-        f"  seed {s.seed} missed: {r.label.description}"
-        for r in s.results if r.incident_id is None
-    ] + [
+    return [f"  seed {s.seed} missed: {r.label.description}" for r in s.results if r.incident_id is None] + [
         f"  seed {s.seed} wrong rollback: {r.label.description} (expected {r.label.rollback})"
-        for r in s.results if r.rollback_ok is False or r.rollback_wrong
+        for r in s.results
+        if r.rollback_ok is False or r.rollback_wrong
     ]
 
 

@@ -47,13 +47,29 @@ LATE_SHARE = 0.0002
 DUPLICATE_SHARE = 0.0003
 EXTRA_TEXT_SHARE = 0.03
 STATUS = {
-    "timeout": 504, "rate_limited": 429, "provider_error": 502, "tool_error": 502,
-    "validation_error": 422, "access_denied": 403, "other": 500,
+    "timeout": 504,
+    "rate_limited": 429,
+    "provider_error": 502,
+    "tool_error": 502,
+    "validation_error": 422,
+    "access_denied": 403,
+    "other": 500,
 }
-BASE_REVIEW = (("accepted", 0.70), ("edited", 0.245), ("rejected", 0.04), ("escalated", 0.01),
-               ("overridden", 0.005))
+BASE_REVIEW = (
+    ("accepted", 0.70),
+    ("edited", 0.245),
+    ("rejected", 0.04),
+    ("escalated", 0.01),
+    ("overridden", 0.005),
+)
 ACTORS = {"benign": "release-pipeline", "cause": "deploy-bot", "rollback": "oncall-engineer"}
-TEXTS = ("reviewer note", "wrong figure cited", "tone too informal", "missing clause", "hallucinated order id")
+TEXTS = (
+    "reviewer note",
+    "wrong figure cited",
+    "tone too informal",
+    "missing clause",
+    "hallucinated order id",
+)
 
 
 def _fmt_ts(abs_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - deliberate memo
@@ -71,6 +87,19 @@ def _fmt_ts(abs_ms: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - de
     return f"{prefix}.{ms:03d}Z"
 
 
+def _base_errors(r: RouteSpec) -> dict[str, float]:
+    """Background error probability per class on ``r`` (about 1% in all)."""
+    probs = dict(BASE_ERROR_RATES)
+    if r.tools:
+        probs["tool_error"] = TOOL_ERROR_RATE
+    if r.source_index:
+        probs["retrieval_empty"] = RETRIEVAL_EMPTY_RATE
+        probs["retrieval_stale"] = RETRIEVAL_STALE_RATE
+    if r.structured:
+        probs["validation_error"] = VALIDATION_ERROR_RATE
+    return probs
+
+
 class _Synth:
     """Builds the events of one scenario, route by route."""
 
@@ -85,6 +114,7 @@ class _Synth:
         self.n_ids = 0
         self.loop_traces: dict[int, str] = {}
         self.loop_tenants: dict[int, str] = {}
+        self.base_errors: dict[str, dict[str, float]] = {}
 
     # -- small helpers -------------------------------------------------------
     def canary(self) -> str:
@@ -114,24 +144,34 @@ class _Synth:
         ev["prompt_version"] = versions["prompt"]
         ev["config_version"] = versions["config"]
         ev["model"] = versions["model"]
-        if c.tool:
-            ev["tool"] = c.tool
         self.out.append((c.at_ms, ev))
 
-    def request(self, r: RouteSpec, t: int, v: dict[str, str], effects: list[Injection],
-                trace: str, tenant: str, loop: bool = False) -> None:
+    def request(
+        self,
+        r: RouteSpec,
+        t: int,
+        v: dict[str, str],
+        effects: list[Injection],
+        trace: str,
+        tenant: str,
+        loop: bool = False,
+    ) -> None:
         rng = self.rng
         tool = rng.choice(r.tools) if r.tools else None
         ctx: dict[str, Any] = {
-            "model": v["model"], "provider": MODEL_PROVIDER[v["model"]],
-            "prompt_version": v["prompt"], "config_version": v["config"], "workflow": r.workflow,
-            "tenant": tenant, "request_id": self.hexid("req"), "trace_id": trace,
+            "model": v["model"],
+            "provider": MODEL_PROVIDER[v["model"]],
+            "prompt_version": v["prompt"],
+            "config_version": v["config"],
+            "workflow": r.workflow,
+            "tenant": tenant,
+            "request_id": self.hexid("req"),
+            "trace_id": trace,
         }
         if r.source_index:
             ctx["source_index"] = v["source_index"]
         if tool:
-            ctx["tool"] = tool
-            ctx["tool_version"] = v[f"tool:{tool}"]  # not a SPEC field: ignored by consumers
+            ctx["tool"] = v[f"tool:{tool}"]  # "<name>@<version>": the tool's version lives in `tool`
         if r.service_account:
             ctx["service_account"] = r.service_account
         err = self.error_class(r, tool, effects)
@@ -140,9 +180,10 @@ class _Synth:
         for e in effects:
             in_mult *= e.input_token_mult
             lat_mult *= e.latency_mult
-        tok_in = int(r.input_tokens * rng.lognormvariate(0.0, 0.35) * in_mult)
-        tok_out = int(r.output_tokens * rng.lognormvariate(0.0, 0.5))
-        latency = r.latency_ms * rng.lognormvariate(0.0, r.latency_sigma) * lat_mult
+        gauss, exp = rng.gauss, math.exp
+        tok_in = int(r.input_tokens * exp(gauss(0.0, 0.35)) * in_mult)
+        tok_out = int(r.output_tokens * exp(gauss(0.0, 0.5)))
+        latency = r.latency_ms * exp(gauss(0.0, r.latency_sigma)) * lat_mult
         retries = 1 if rng.random() < 0.02 else 0
         if err in ("timeout", "rate_limited", "provider_error", "access_denied"):
             tok_out = 0
@@ -163,8 +204,11 @@ class _Synth:
         usage.update(requests=1, input_tokens=tok_in, output_tokens=tok_out, retries=retries)
         if rng.random() < EXTRA_TEXT_SHARE:
             c = self.canary()
-            usage.update(prompt=f"Please handle this for me {c}", output=f"Sure, here it is {c}",
-                         user_email=f"{c}@example.com")
+            usage.update(
+                prompt=f"Please handle this for me {c}",
+                output=f"Sure, here it is {c}",
+                user_email=f"{c}@example.com",
+            )
         self.out.append((t, usage))
         lat = self.head("latency", t, r.name, text)
         lat.update(ctx)
@@ -191,14 +235,11 @@ class _Synth:
             self.review(r, t, ctx, effects)
 
     def error_class(self, r: RouteSpec, tool: str | None, effects: list[Injection]) -> str | None:
-        probs = dict(BASE_ERROR_RATES)
-        if r.tools:
-            probs["tool_error"] = TOOL_ERROR_RATE
-        if r.source_index:
-            probs["retrieval_empty"] = RETRIEVAL_EMPTY_RATE
-            probs["retrieval_stale"] = RETRIEVAL_STALE_RATE
-        if r.structured:
-            probs["validation_error"] = VALIDATION_ERROR_RATE
+        probs = self.base_errors.get(r.name)
+        if probs is None:
+            probs = self.base_errors[r.name] = _base_errors(r)
+        if effects:
+            probs = dict(probs)
         for inj in effects:
             if inj.error_tool is None or inj.error_tool == tool:
                 for cls, p in inj.error_rates.items():
@@ -253,22 +294,22 @@ class _Synth:
             lo, hi = m * MIN, (m + 1) * MIN
             active = [i for i in injs if i.start_ms < hi and i.end_ms > lo]
             times = sorted(lo + int(rng.random() * MIN) for _ in range(int(counts[m])))
-            arrivals = [(t, False, None) for t in times]
+            arrivals: list[tuple[int, bool, Injection | None]] = [(t, False, None) for t in times]
             for inj in active:
                 if inj.loop_per_min:
                     n = int(self.np.poisson(inj.loop_per_min))
                     arrivals += [(lo + int(rng.random() * MIN), True, inj) for _ in range(n)]
             arrivals.sort(key=lambda a: a[0])
-            for t, loop, inj in arrivals:
+            for t, loop, looper in arrivals:
                 while ci < len(changes) and changes[ci].at_ms <= t:
                     self.apply_change(changes[ci], versions)
                     ci += 1
                 effects = [i for i in active if i.active(t)]
                 if loop:
-                    if inj is None or not inj.active(t):
+                    if looper is None or not looper.active(t):
                         continue
-                    lt = self.loop_traces.setdefault(id(inj), self.hexid("tr"))
-                    lten = self.loop_tenants.setdefault(id(inj), tenant)
+                    lt = self.loop_traces.setdefault(id(looper), self.hexid("tr"))
+                    lten = self.loop_tenants.setdefault(id(looper), tenant)
                     self.request(r, t, versions, effects, lt, lten, loop=True)
                     continue
                 if any(e.traffic_mult == 0.0 for e in effects):
@@ -331,10 +372,15 @@ def _label(inj: Injection, loop_trace: str | None) -> Label:
     mins = (inj.end_ms - inj.start_ms) // MIN
     sig = inj.signal
     return Label(
-        route=inj.route, incident_type=inj.incident_type,
-        start_ms=START_MS + inj.start_ms, end_ms=START_MS + inj.end_ms, rollback=rollback,
+        route=inj.route,
+        incident_type=inj.incident_type,
+        start_ms=START_MS + inj.start_ms,
+        end_ms=START_MS + inj.end_ms,
+        rollback=rollback,
         description=f"{inj.incident_type} on {inj.route}: {what} ({sig}, {mins} min)",
-        variant=inj.variant, signal=sig, details=details,
+        variant=inj.variant,
+        signal=sig,
+        details=details,
     )
 
 
@@ -355,8 +401,13 @@ def generate_scenario(seed: int, days: int = 2) -> Scenario:
             gc.enable()
     labels = [_label(i, synth.loop_traces.get(id(i))) for i in plan.injections]
     return Scenario(
-        seed=seed, days=days, start_ms=START_MS, events=events, labels=labels,
-        routes=[r.name for r in ROUTES], canaries=synth.canaries,
+        seed=seed,
+        days=days,
+        start_ms=START_MS,
+        events=events,
+        labels=labels,
+        routes=[r.name for r in ROUTES],
+        canaries=synth.canaries,
     )
 
 

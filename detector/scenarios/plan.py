@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from detector.scenarios.catalog import (
     EXPENSIVE_UPGRADE,
+    MODEL_PRICES,
     ROUTES,
     SNAPSHOT_UPGRADE,
     RouteSpec,
@@ -118,22 +119,29 @@ def _capable(route: RouteSpec, variant: str) -> bool:
     return True
 
 
-def _enough_volume(route: RouteSpec, variant: str, start_min: int, end_min: int) -> bool:
+def _enough_volume(route: RouteSpec, inj: Injection, start_min: int, end_min: int) -> bool:
+    """True when the incident would be clearly visible in the route's traffic in that window."""
     exp = expected_requests(route, start_min, end_min)
+    variant = inj.variant
     if variant == "traffic_stop":
         return exp >= 100 and route.peak_per_min * diurnal(start_min % 1440) >= 2.0
-    if variant == "prompt_review":
-        return exp * route.review_share >= 25
-    if variant in ("tool_change", "connector_outage"):
-        return exp / len(route.tools) >= 20
     if variant == "runaway_loop":
         return True
+    if inj.reject_rate is not None:
+        return exp * route.review_share * inj.reject_rate >= 10
+    if inj.error_rates:
+        share = 1.0 / len(route.tools) if inj.error_tool else 1.0
+        return exp >= 30 and exp * share * sum(inj.error_rates.values()) >= 10
     return exp >= 30
 
 
 def _effects(inj: Injection, route: RouteSpec, rng: random.Random) -> str:
     """Fill the injection's effect parameters; return the signal name."""
-    u = rng.uniform
+
+    def u(lo: float, hi: float) -> float:
+        """Quiet routes (< 2 req/min at peak) get the upper half of each range."""
+        return rng.uniform((lo + hi) / 2 if route.peak_per_min < 2.0 else lo, hi)
+
     v = inj.variant
     if v == "prompt_review":
         inj.reject_rate = round(u(0.30, 0.45), 3)
@@ -144,10 +152,14 @@ def _effects(inj: Injection, route: RouteSpec, rng: random.Random) -> str:
         inj.error_rates["validation_error"] = round(u(0.15, 0.3), 3)
         return "error_rate"
     if v == "index_change":
-        inj.error_rates.update(retrieval_empty=round(u(0.15, 0.3), 3), retrieval_stale=round(u(0.02, 0.06), 3))
+        inj.error_rates.update(
+            retrieval_empty=round(u(0.15, 0.3), 3), retrieval_stale=round(u(0.02, 0.06), 3)
+        )
         return "error_rate"
     if v == "ingestion_stall":
-        inj.error_rates.update(retrieval_stale=round(u(0.15, 0.3), 3), retrieval_empty=round(u(0.02, 0.05), 3))
+        inj.error_rates.update(
+            retrieval_stale=round(u(0.15, 0.3), 3), retrieval_empty=round(u(0.02, 0.05), 3)
+        )
         return "error_rate"
     if v in ("tool_change", "connector_outage"):
         inj.error_tool = rng.choice(route.tools)
@@ -157,7 +169,7 @@ def _effects(inj: Injection, route: RouteSpec, rng: random.Random) -> str:
         inj.error_rates["access_denied"] = round(u(0.15, 0.4), 3)
         return "error_rate"
     if v == "model_snapshot":
-        inj.latency_mult = round(u(2.2, 3.5), 2)
+        inj.latency_mult = round(u(2.0, 3.2), 2)
         return "latency"
     if v in ("timeouts", "rate_limited", "provider_errors"):
         cls = {"timeouts": "timeout", "rate_limited": "rate_limited", "provider_errors": "provider_error"}[v]
@@ -170,7 +182,10 @@ def _effects(inj: Injection, route: RouteSpec, rng: random.Random) -> str:
         inj.loop_per_min = round(u(6.0, 15.0), 1)
         return "runaway_trace"
     if v == "prompt_bloat":
-        inj.input_token_mult = round(u(4.0, 6.0), 2)
+        # input tokens grow until the cost per request is x3.5..x5 (output tokens unchanged)
+        p_in, p_out = MODEL_PRICES[route.model]
+        c_in, c_out = route.input_tokens * p_in, route.output_tokens * p_out
+        inj.input_token_mult = round((u(3.5, 5.0) * (c_in + c_out) - c_out) / c_in, 2)
         return "cost_per_request"
     return "cost_per_request"  # expensive_model
 
@@ -207,7 +222,9 @@ def _benign_changes(rng: random.Random, days: int) -> list[Change]:
     for r in ROUTES:
         if r.source_index and r.name == "kb-answer":  # nightly index refresh
             for d in range(days):
-                out.append(Change((d * 1440 + 120 + rng.randint(0, 20)) * MIN, r.name, "source_index", "benign"))
+                out.append(
+                    Change((d * 1440 + 120 + rng.randint(0, 20)) * MIN, r.name, "source_index", "benign")
+                )
     late = max(18 * 60, horizon - 1440 + 60)
     for i in range(rng.randint(3, 5)):
         r = rng.choice(ROUTES)
@@ -237,10 +254,10 @@ def make_plan(rng: random.Random, seed: int, days: int) -> Plan:
                 s = rng.randint(first, max(first, last - dur))
                 if s + dur > last or _busy(taken, route.name, s, s + dur):
                     continue
-                if not _enough_volume(route, variant, s, s + dur):
-                    continue
                 inj = Injection(route.name, itype, variant, s * MIN, (s + dur) * MIN)
                 inj.signal = _effects(inj, route, rng)
+                if not _enough_volume(route, inj, s, s + dur):
+                    continue
                 kind = CHANGE_KIND[variant]
                 if kind is not None:
                     inj.change = Change(inj.start_ms, route.name, kind, "cause", tool=inj.error_tool)

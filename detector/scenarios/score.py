@@ -84,7 +84,7 @@ class IncidentView:
     def recommends(self, target: dict[str, str]) -> bool:
         """True when a ``rollback`` with exactly this kind and to_version was recommended."""
         return any(
-            isinstance(t, dict) and t.get("kind") == target["kind"] and t.get("to_version") == target["to_version"]
+            t.get("kind") == target["kind"] and t.get("to_version") == target["to_version"]
             for t in self.rollbacks
         )
 
@@ -96,22 +96,30 @@ def group(messages: Iterable[dict[str, Any]]) -> list[IncidentView]:
         by_id.setdefault(str(m.get("incident_id")), []).append(m)
     views: list[IncidentView] = []
     for iid, msgs in by_id.items():
-        msgs.sort(key=lambda m: (int(m.get("seq") or 0)))
+        msgs.sort(key=lambda m: int(m.get("seq") or 0))
         opened = [m for m in msgs if m.get("event") == "opened"]
         det = [to_ms(m.get("detected_at")) for m in (opened or msgs)]
         det_ms = min((d for d in det if d is not None), default=None)
         starts = [s for s in (to_ms(m.get("started_at")) for m in msgs) if s is not None]
         if det_ms is None:
             det_ms = min((a for a in (to_ms(m.get("at")) for m in msgs) if a is not None), default=0)
-        rollbacks = [
-            r.get("target") for m in msgs for r in (m.get("recommendations") or [])
+        rollbacks: list[dict[str, Any]] = [  # a rollback without a usable target counts as {}
+            r["target"] if isinstance(r.get("target"), dict) else {}
+            for m in msgs
+            for r in (m.get("recommendations") or [])
             if isinstance(r, dict) and r.get("action") == "rollback"
         ]
-        views.append(IncidentView(
-            incident_id=iid, route=str(msgs[-1].get("route")), incident_type=str(msgs[-1].get("incident_type")),
-            started_ms=min(starts) if starts else det_ms, detected_ms=det_ms, opened=bool(opened),
-            rollbacks=rollbacks,
-        ))
+        views.append(
+            IncidentView(
+                incident_id=iid,
+                route=str(msgs[-1].get("route")),
+                incident_type=str(msgs[-1].get("incident_type")),
+                started_ms=min(starts) if starts else det_ms,
+                detected_ms=det_ms,
+                opened=bool(opened),
+                rollbacks=rollbacks,
+            )
+        )
     views.sort(key=lambda v: (v.detected_ms, v.incident_id))
     return views
 
@@ -210,26 +218,38 @@ def score(
     matched: set[str] = set()
     results: list[LabelResult] = []
     for lb in scenario.labels:
-        hits = [v for v in views if v.route == lb.route and v.incident_type == lb.incident_type and v.overlaps(lb)]
+        hits = [
+            v for v in views if v.route == lb.route and v.incident_type == lb.incident_type and v.overlaps(lb)
+        ]
         matched.update(v.incident_id for v in hits)
         first = min(hits, key=lambda v: v.detected_ms) if hits else None
         has_rollback = any(v.rollbacks for v in hits)
-        results.append(LabelResult(
-            label=lb,
-            incident_id=first.incident_id if first else None,
-            delay_min=(first.detected_ms - lb.start_ms) / 60_000.0 if first else None,
-            rollback_ok=None if lb.rollback is None else any(v.recommends(lb.rollback) for v in hits),
-            rollback_wrong=lb.rollback is None and has_rollback,
-        ))
+        results.append(
+            LabelResult(
+                label=lb,
+                incident_id=first.incident_id if first else None,
+                delay_min=(first.detected_ms - lb.start_ms) / 60_000.0 if first else None,
+                rollback_ok=None if lb.rollback is None else any(v.recommends(lb.rollback) for v in hits),
+                rollback_wrong=lb.rollback is None and has_rollback,
+            )
+        )
     false = [v for v in views if v.incident_id not in matched]
     wrong_type = [
-        v for v in false
-        if any(v.route == lb.route and v.incident_type != lb.incident_type and v.overlaps(lb) for lb in scenario.labels)
+        v
+        for v in false
+        if any(
+            v.route == lb.route and v.incident_type != lb.incident_type and v.overlaps(lb)
+            for lb in scenario.labels
+        )
     ]
     texts = [json.dumps(m, sort_keys=True, ensure_ascii=False, default=str) for m in incidents]
     return ScenarioScore(
-        seed=scenario.seed, route_days=scenario.route_days, incidents=len(views), results=results,
-        false_ids=[v.incident_id for v in false], wrong_type_ids=[v.incident_id for v in wrong_type],
+        seed=scenario.seed,
+        route_days=scenario.route_days,
+        incidents=len(views),
+        results=results,
+        false_ids=[v.incident_id for v in false],
+        wrong_type_ids=[v.incident_id for v in wrong_type],
         leaked=find_leaks([*texts, *extra_texts], scenario.canaries),
     )
 
@@ -280,14 +300,30 @@ class AggregateScore:
         """(name, value, bar, passed) for each quality bar."""
         delay = self.median_delay_min
         return [
-            ("found with right type", f"{self.found_pct:.1f}%", ">= 95%", self.found_pct >= BARS["found_pct"]),
-            ("false incidents / route-day", f"{self.false_per_route_day:.3f}", "<= 0.2",
-             self.false_per_route_day <= BARS["false_per_route_day"]),
-            ("median detection delay", "n/a" if delay is None else f"{delay:.1f} min", "<= 10 min",
-             delay is not None and delay <= BARS["median_delay_min"]),
-            ("rollback targets right",
-             f"{self.rollback_right}/{self.rollback_expected}, {self.rollback_wrong} wrong", "all, 0 wrong",
-             self.rollback_right == self.rollback_expected and self.rollback_wrong == 0),
+            (
+                "found with right type",
+                f"{self.found_pct:.1f}%",
+                ">= 95%",
+                self.found_pct >= BARS["found_pct"],
+            ),
+            (
+                "false incidents / route-day",
+                f"{self.false_per_route_day:.3f}",
+                "<= 0.2",
+                self.false_per_route_day <= BARS["false_per_route_day"],
+            ),
+            (
+                "median detection delay",
+                "n/a" if delay is None else f"{delay:.1f} min",
+                "<= 10 min",
+                delay is not None and delay <= BARS["median_delay_min"],
+            ),
+            (
+                "rollback targets right",
+                f"{self.rollback_right}/{self.rollback_expected}, {self.rollback_wrong} wrong",
+                "all, 0 wrong",
+                self.rollback_right == self.rollback_expected and self.rollback_wrong == 0,
+            ),
             ("leaks", str(self.leaks), "0", self.leaks == 0),
         ]
 

@@ -1,0 +1,275 @@
+"""ChangeTracker: change timelines, last-healthy versions and rollback targets."""
+
+from __future__ import annotations
+
+import json
+from itertools import count
+
+from detector.events import ChangeEvent, ErrorEvent, LatencyEvent, ReviewEvent, UsageEvent
+from detector.incidents.changes import TIMELINE_CAP, ChangeTracker
+from detector.windows.aggregate import WindowAggregate
+
+MIN = 60_000
+LOOKBACK = 7_200_000
+_ids = count()
+
+
+def window(
+    i: int,
+    versions: dict[str, int],
+    *,
+    errors: dict[str, int] | None = None,
+    field: str = "prompt_version",
+    change: tuple[str, str, str] | None = None,
+    route: str = "r",
+) -> WindowAggregate:
+    """Window ``i`` with ``versions[v]`` usage events per version and ``errors[v]`` error events."""
+    w = WindowAggregate(route, i * MIN, (i + 1) * MIN)
+    if change is not None:
+        kind, old, new = change
+        w.add(
+            ChangeEvent(
+                event_id=f"chg{i}",
+                ts=0.0,
+                route=route,
+                change_kind=kind,  # type: ignore[arg-type]
+                from_version=old,
+                to_version=new,
+                actor="someone",
+            ),
+            i * MIN + 1,
+        )
+    for v, n in versions.items():
+        for _ in range(n):
+            w.add(UsageEvent(event_id=f"u{next(_ids)}", ts=0.0, route=route, **{field: v}))
+    for v, n in (errors or {}).items():
+        for _ in range(n):
+            w.add(
+                ErrorEvent(
+                    event_id=f"e{next(_ids)}", ts=0.0, route=route, error_class="tool_error", **{field: v}
+                )
+            )
+    return w
+
+
+def run(t: ChangeTracker, healthy: list[WindowAggregate], bad: list[WindowAggregate]) -> None:
+    for w in healthy:
+        t.observe(w, healthy=True)
+    for w in bad:
+        t.observe(w, healthy=False)
+
+
+def test_explicit_change_with_concentrated_failures_targets_previous_healthy_version() -> None:
+    """An explicit change whose new version carries the failures rolls back to the last healthy one."""
+    t = ChangeTracker()
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    bad = [
+        window(10, {"p2": 20}, errors={"p2": 10}, change=("prompt", "p1", "p2")),
+        window(11, {"p2": 20}, errors={"p2": 12}),
+    ]
+    run(t, healthy, bad)
+    assert t.explain("r", "bad_output", 10 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+    assert [c["event_id"] for c in t.recent_changes("r", 0, 20 * MIN)] == ["chg10"]
+
+
+def test_canary_failing_alone_is_rolled_back() -> None:
+    """A new version on part of the traffic with a clearly worse error rate is blamed."""
+    t = ChangeTracker()
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    bad = [
+        window(10, {"p1": 18, "p2": 6}, errors={"p1": 1, "p2": 5}, change=("prompt", "p1", "p2")),
+        window(11, {"p1": 18, "p2": 6}, errors={"p2": 6}),
+    ]
+    run(t, healthy, bad)
+    assert t.explain("r", "tool_failure", 10 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+
+
+def test_switch_seen_only_in_version_fields_gives_target() -> None:
+    """A model switch with no change event is inferred from the events' model field."""
+    t = ChangeTracker()
+    healthy = [window(i, {"m1": 20}, field="model") for i in range(10)]
+    bad = [
+        window(10, {"m2": 20}, errors={"m2": 9}, field="model"),
+        window(11, {"m2": 20}, errors={"m2": 9}, field="model"),
+    ]
+    run(t, healthy, bad)
+    changes = t.recent_changes("r", 0, 20 * MIN)
+    assert [(c["kind"], c["from_version"], c["to_version"], c["event_id"]) for c in changes] == [
+        ("model", "m1", "m2", None)
+    ]
+    assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == {"kind": "model", "to_version": "m1"}
+
+
+def test_explain_before_observe_still_sees_new_version() -> None:
+    """A version first seen in the anomalous windows counts even if they were not observed yet."""
+    t = ChangeTracker()
+    run(t, [window(i, {"m1": 20}, field="model") for i in range(10)], [])
+    bad = [window(10, {"m2": 20}, errors={"m2": 9}, field="model")]
+    assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == {"kind": "model", "to_version": "m1"}
+
+
+def test_benign_change_with_failures_spread_evenly_gives_no_target() -> None:
+    """Failures shared evenly by old and new versions do not blame the change."""
+    t = ChangeTracker()
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    bad = [
+        window(10, {"p1": 10, "p2": 10}, errors={"p1": 5, "p2": 5}, change=("prompt", "p1", "p2")),
+        window(11, {"p1": 10, "p2": 10}, errors={"p1": 6, "p2": 6}),
+    ]
+    run(t, healthy, bad)
+    assert t.explain("r", "tool_failure", 10 * MIN, bad, LOOKBACK) is None
+
+
+def test_failures_without_change_give_none() -> None:
+    """No change in the lookback: nothing to roll back."""
+    t = ChangeTracker()
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    bad = [window(10, {"p1": 20}, errors={"p1": 10}), window(11, {"p1": 20}, errors={"p1": 10})]
+    run(t, healthy, bad)
+    assert t.recent_changes("r", 0, 20 * MIN) == []
+    assert t.explain("r", "tool_failure", 10 * MIN, bad, LOOKBACK) is None
+
+
+def test_change_long_before_lookback_gives_none() -> None:
+    """A change older than the lookback is not a candidate."""
+    t = ChangeTracker()
+    run(t, [window(i, {"p1": 20}) for i in range(5)], [])
+    run(t, [window(5, {"p2": 20}, change=("prompt", "p1", "p2"))], [])
+    late = 5 + LOOKBACK // MIN + 30
+    bad = [window(late, {"p2": 20}, errors={"p2": 10}), window(late + 1, {"p2": 20}, errors={"p2": 10})]
+    run(t, [], bad)
+    assert t.explain("r", "bad_output", late * MIN, bad, LOOKBACK) is None
+
+
+def test_never_targets_the_bad_version_even_if_briefly_healthy() -> None:
+    """The new version seen 'healthy' before the detector fired is never the target."""
+    t = ChangeTracker()
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    # Window 10 has the change and errors, but is reported healthy (persistence not reached yet).
+    first = window(10, {"p2": 20}, errors={"p2": 8}, change=("prompt", "p1", "p2"))
+    run(t, healthy + [first], [])
+    bad = [first, window(11, {"p2": 20}, errors={"p2": 9})]
+    run(t, [], bad[1:])
+    assert t.explain("r", "bad_output", 10 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+
+
+def test_settled_full_rollout_is_not_blamed() -> None:
+    """A fully rolled-out version that then ran healthy for a long time is not blamed by share alone."""
+    t = ChangeTracker()
+    run(t, [window(i, {"p1": 20}) for i in range(10)], [])
+    run(t, [window(10, {"p2": 20}, change=("prompt", "p1", "p2"))], [])
+    run(t, [window(i, {"p2": 20}) for i in range(11, 60)], [])
+    bad = [window(60, {"p2": 20}, errors={"p2": 10}), window(61, {"p2": 20}, errors={"p2": 10})]
+    run(t, [], bad)
+    assert t.explain("r", "tool_failure", 60 * MIN, bad, LOOKBACK) is None
+
+
+def test_latency_concentrated_on_new_model() -> None:
+    """Performance: the new model's mean latency clearly above the old one's blames the model change."""
+    t = ChangeTracker()
+    run(t, [window(i, {"m1": 20}, field="model") for i in range(10)], [])
+    bad = []
+    for i in (10, 11):
+        w = window(i, {"m1": 10, "m2": 10}, field="model", change=("model", "m1", "m2") if i == 10 else None)
+        for k in range(10):
+            w.add(LatencyEvent(event_id=f"l{i}a{k}", ts=0.0, route="r", model="m1", latency_ms=300.0))
+            w.add(LatencyEvent(event_id=f"l{i}b{k}", ts=0.0, route="r", model="m2", latency_ms=2400.0))
+        bad.append(w)
+    run(t, [], bad)
+    assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == {"kind": "model", "to_version": "m1"}
+
+
+def test_bad_output_prefers_prompt_over_config() -> None:
+    """With a prompt and a config change both concentrated, bad_output rolls back the prompt."""
+    t = ChangeTracker()
+    healthy = []
+    for i in range(10):
+        w = window(i, {})
+        for k in range(20):
+            w.add(
+                UsageEvent(event_id=f"h{i}.{k}", ts=0.0, route="r", prompt_version="p1", config_version="c1")
+            )
+        healthy.append(w)
+    bad = []
+    for i in (10, 11):
+        w = window(i, {}, change=("config", "c1", "c2") if i == 10 else None)
+        if i == 10:
+            w.add(
+                ChangeEvent(
+                    event_id="chgp",
+                    ts=0.0,
+                    route="r",
+                    change_kind="prompt",
+                    from_version="p1",
+                    to_version="p2",
+                ),
+                i * MIN + 2,
+            )
+        for k in range(20):
+            w.add(
+                UsageEvent(event_id=f"b{i}.{k}", ts=0.0, route="r", prompt_version="p2", config_version="c2")
+            )
+        for k in range(10):
+            w.add(
+                ReviewEvent(
+                    event_id=f"rv{i}.{k}",
+                    ts=0.0,
+                    route="r",
+                    prompt_version="p2",
+                    config_version="c2",
+                    outcome="rejected",
+                )
+            )
+        bad.append(w)
+    run(t, healthy, bad)
+    assert t.explain("r", "bad_output", 10 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+
+
+def test_route_change_without_version_data_uses_from_version_when_near() -> None:
+    """A route change (no version field to test) explains an incident right after it."""
+    t = ChangeTracker()
+    run(t, [window(i, {"p1": 20}) for i in range(10)], [])
+    bad = [
+        window(10, {"p1": 20}, errors={"p1": 10}, change=("route", "gw-a", "gw-b")),
+        window(11, {"p1": 20}, errors={"p1": 10}),
+    ]
+    run(t, [], bad)
+    assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == {"kind": "route", "to_version": "gw-a"}
+
+
+def test_snapshot_round_trip() -> None:
+    """State survives a JSON snapshot and restore, and answers the same."""
+    t = ChangeTracker(min_events=5)
+    healthy = [window(i, {"p1": 20}) for i in range(10)]
+    bad = [
+        window(10, {"p2": 20}, errors={"p2": 10}, change=("prompt", "p1", "p2")),
+        window(11, {"p2": 20}, errors={"p2": 10}),
+    ]
+    run(t, healthy, bad)
+    snap = json.loads(json.dumps(t.snapshot()))
+    t2 = ChangeTracker.from_snapshot(snap)
+    assert t2.min_events == 5
+    assert t2.snapshot() == t.snapshot()
+    assert t2.explain("r", "bad_output", 10 * MIN, bad, LOOKBACK) == t.explain(
+        "r", "bad_output", 10 * MIN, bad, LOOKBACK
+    )
+    t3 = ChangeTracker()
+    t3.restore(snap)
+    assert t3.recent_changes("r", 0, 10**12) == t.recent_changes("r", 0, 10**12)
+
+
+def test_memory_is_bounded_and_forget_drops_route() -> None:
+    """Timelines keep at most TIMELINE_CAP entries per kind; forget() drops the route."""
+    t = ChangeTracker()
+    for i in range(100):
+        t.observe(window(i, {f"p{i % 2}": 20}, change=("config", f"c{i}", f"c{i + 1}")), healthy=True)
+    snap = t.snapshot()["routes"]["r"]["kinds"]
+    assert all(
+        len(k["timeline"]) <= TIMELINE_CAP and len(k["healthy"]) <= TIMELINE_CAP for k in snap.values()
+    )
+    t.forget("r")
+    assert t.recent_changes("r", 0, 10**12) == []
+    t = ChangeTracker(max_routes=3)
+    for i in range(10):
+        t.observe(window(i, {"p1": 5}, route=f"r{i}"), healthy=True)
+    assert sorted(t.snapshot()["routes"]) == ["r7", "r8", "r9"]
