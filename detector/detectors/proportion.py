@@ -96,13 +96,13 @@ class ProportionTest(Stateful):
 
     def __init__(
         self,
-        alpha: float = 1e-4,
+        alpha: float = 1e-5,
         min_trials: int = 20,
         min_span: int = 3,
         max_span: int = 30,
         min_count: int = 3,
         min_ratio: float = 2.0,
-        min_delta: float = 0.03,
+        min_delta: float = 0.05,
         half_life: float = 720.0,
         prior_rate: float = 0.01,
         prior_trials: float = 50.0,

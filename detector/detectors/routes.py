@@ -33,6 +33,8 @@ ERROR_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
     "errors_validation": (("validation_error",), "bad_output"),
 }
 MIN_LATENCY_SAMPLES = 5
+#: Requests pooled before cost per request is judged.
+MIN_COST_REQUESTS = 5
 #: Fewest latency samples for each quantile to be judged (a p99 of ten samples is their maximum).
 LATENCY_MIN_SAMPLES = {"latency_p50": 5, "latency_p95": 20, "latency_p99": 100}
 AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
@@ -50,7 +52,7 @@ def _level(**kw: Any) -> Callable[[RouteConfig], Stateful]:
 
 
 SIGNALS: tuple[_Spec, ...] = (
-    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=4.0)),
+    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=3.0)),
     _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0)),
     _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
     *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
@@ -84,6 +86,7 @@ class _RouteState:
         self.last: dict[str, list[float]] = {}
         self.subject: dict[str, str] = {}
         self.pending_latency: dict[str, Any] | None = None
+        self.pending_cost: list[float] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class _RouteState:
             "last": self.last,
             "subject": self.subject,
             "pending_latency": self.pending_latency,
+            "pending_cost": self.pending_cost,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -100,6 +104,7 @@ class _RouteState:
         self.last = d["last"]
         self.subject = d["subject"]
         self.pending_latency = d["pending_latency"]
+        self.pending_cost = d["pending_cost"]
 
 
 class RouteDetectors:
@@ -148,7 +153,7 @@ class RouteDetectors:
                     continue
                 det = d[name]
                 assert isinstance(det, LevelShift)
-                results[name] = det.update(sketch.quantile(q), w.start)
+                results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
         else:
             st.pending_latency = sketch.to_dict() if sketch.count else None
 
@@ -175,8 +180,15 @@ class RouteDetectors:
 
         if w.cost_events:
             results["spend"] = _lvl(d["spend"], w.cost_usd, w.start)
+        # cost per request: pool quiet windows until enough requests
         if w.requests and w.cost_events:
-            results["cost_per_request"] = _lvl(d["cost_per_request"], w.cost_per_request, w.start)
+            pc = st.pending_cost or [0.0, 0]
+            pc = [pc[0] + w.cost_usd, pc[1] + w.requests]
+            if pc[1] >= MIN_COST_REQUESTS:
+                results["cost_per_request"] = _lvl(d["cost_per_request"], pc[0] / pc[1], w.start, int(pc[1]))
+                st.pending_cost = None
+            else:
+                st.pending_cost = pc
         if w.requests:
             results["tokens"] = _lvl(d["tokens"], float(w.tokens), w.start)
             top = w.top_key()
@@ -231,9 +243,9 @@ class RouteDetectors:
         return out
 
 
-def _lvl(det: Stateful, x: float, ts: int) -> Judgement:
+def _lvl(det: Stateful, x: float, ts: int, n: int = 1) -> Judgement:
     assert isinstance(det, LevelShift)
-    return det.update(x, ts)
+    return det.update(x, ts, n)
 
 
 def _limit(x: float, limit: float) -> Judgement:

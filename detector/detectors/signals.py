@@ -94,13 +94,17 @@ class LevelShift(Stateful):
         s = self._slot(ts_ms)
         return self.slot_mean[s] if self.slot_n[s] >= self.slot_min else self.mean
 
-    def evaluate(self, x: float, ts_ms: int) -> Judgement:
-        """Judge ``x`` for the window starting at ``ts_ms``; does not learn."""
+    def evaluate(self, x: float, ts_ms: int, n: int = 1) -> Judgement:
+        """Judge ``x`` for the window starting at ``ts_ms``; does not learn.
+
+        ``n`` is how many samples ``x`` summarises (a quantile of ``n``
+        latencies): its noise is taken to shrink as ``1 / sqrt(n)``.
+        """
         if self.n < 2 or not math.isfinite(x):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
         y = math.log(max(x, self.floor))
         mu = self._expected(ts_ms)
-        scale = max(1.25 * self.dev, self.min_scale)
+        scale = max(1.25 * self.dev / math.sqrt(max(n, 1)), self.min_scale)
         zval = (y - mu) / scale
         base = math.exp(mu)
         up_thr = max(math.exp(mu + self.z * scale), base * self.min_ratio)
@@ -110,8 +114,8 @@ class LevelShift(Stateful):
         score = 0.5 * math.erfc(-abs(zval) / math.sqrt(2.0))
         return Judgement(up or down, x, base, down_thr if down else up_thr, score)
 
-    def learn(self, x: float, ts_ms: int) -> None:
-        """Fold ``x`` into the overall and time-of-day baselines."""
+    def learn(self, x: float, ts_ms: int, n: int = 1) -> None:
+        """Fold ``x`` (a summary of ``n`` samples) into the overall and time-of-day baselines."""
         if not math.isfinite(x):
             return
         y = math.log(max(x, self.floor))
@@ -121,7 +125,7 @@ class LevelShift(Stateful):
             a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
             err = y - self.mean
             self.mean += a * err
-            self.dev += a * (abs(err) - self.dev)
+            self.dev += a * (abs(err) * math.sqrt(max(n, 1)) - self.dev)
         self.n += 1
         s = self._slot(ts_ms)
         if self.slot_n[s] == 0:
@@ -131,11 +135,11 @@ class LevelShift(Stateful):
             self.slot_mean[s] += sa * (y - self.slot_mean[s])
         self.slot_n[s] += 1
 
-    def update(self, x: float, ts_ms: int) -> Judgement:
+    def update(self, x: float, ts_ms: int, n: int = 1) -> Judgement:
         """Evaluate, then learn unless anomalous."""
-        r = self.evaluate(x, ts_ms)
+        r = self.evaluate(x, ts_ms, n)
         if not r.anomalous:
-            self.learn(x, ts_ms)
+            self.learn(x, ts_ms, n)
         return r
 
 

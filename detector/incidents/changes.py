@@ -52,6 +52,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,12 +70,18 @@ from detector.windows.aggregate import (
     WindowAggregate,
 )
 
-__all__ = ["ChangeTracker", "KIND_PREFERENCE", "TIMELINE_CAP"]
+__all__ = ["ChangeTracker", "KIND_PREFERENCE", "TIMELINE_CAP", "tool_identity"]
 
 #: Most timeline entries (and healthy runs) kept per route and kind.
 TIMELINE_CAP = 16
 #: Most distinct versions remembered per route and kind (least recently seen dropped).
 SEEN_CAP = 32
+#: Most change keys (kinds, one per tool identity) remembered per route.
+KEY_CAP = 64
+#: Events of healthy traffic an epoch needs to replace the baseline on its own.
+BASE_MIN_EVENTS = 30
+#: Counters per version in an epoch: 8 for healthy windows, then 8 for the others.
+_N = 8
 #: Change kinds most likely to cause each incident type, best first. The
 #: other kinds can still explain an incident, ranked after these.
 KIND_PREFERENCE: dict[str, tuple[str, ...]] = {
@@ -82,7 +89,7 @@ KIND_PREFERENCE: dict[str, tuple[str, ...]] = {
     "tool_failure": ("tool",),
     "bad_output": ("prompt", "model"),
     "performance": ("model", "config"),
-    "cost": ("model", "config"),
+    "cost": ("model", "config", "prompt"),
     "access_privacy": ("source_index", "config", "tool"),
 }
 #: The "bad measure" of each incident type, tried in order.
@@ -96,18 +103,36 @@ TYPE_MEASURES: dict[str, tuple[str, ...]] = {
 }
 # measure -> (numerator index, denominator index, ratio, absolute margin, counts bad events)
 _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
-    "errors": (V_ERRORS, V_EVENTS, 2.0, 0.05, True),
+    "errors": (V_ERRORS, V_REQUESTS, 2.0, 0.05, True),
     "bad_reviews": (V_BAD_REVIEWS, V_REVIEWS, 2.0, 0.05, True),
     "latency": (V_LAT_SUM, V_LAT_N, 1.5, 0.0, False),
     "cost": (V_COST, V_REQUESTS, 1.5, 0.0, False),
 }
+#: One-sided Poisson p-value below which a count of bad events is "clearly more".
+P_VALUE = 0.01
 _Stats = dict[str, list[float]]
 
 
-class _Kind:
-    """What the tracker knows about one change kind on one route."""
+def tool_identity(value: str) -> str:
+    """The tool a ``tool`` value names: the part before ``@``, or the whole value.
 
-    __slots__ = ("timeline", "healthy", "seen", "dominant")
+    >>> tool_identity("ocr.extract@1.5.0"), tool_identity("erp.lookup_vendor")
+    ('ocr.extract', 'erp.lookup_vendor')
+    """
+    return value.split("@", 1)[0] if "@" in value else value
+
+
+def _key(kind: str, version: str | None) -> str:
+    """Where a kind's versions are tracked: per tool identity for ``tool``, else per kind."""
+    if kind == "tool" and version:
+        return f"tool:{tool_identity(version)}"
+    return kind
+
+
+class _Kind:
+    """What the tracker knows about one change kind (one tool, for ``tool``) on one route."""
+
+    __slots__ = ("timeline", "healthy", "seen", "dominant", "epoch", "post", "base")
 
     def __init__(self) -> None:
         #: Changes, oldest first: {at, kind, from_version, to_version, event_id}.
@@ -118,10 +143,30 @@ class _Kind:
         self.seen: dict[str, int] = {}
         #: The version that held most of the kind's events in the last window with enough.
         self.dominant: str | None = None
+        #: Start of the current epoch (the last change of this key), epoch ms.
+        self.epoch = 0
+        #: version -> counters since the epoch began: healthy windows, then the others.
+        self.post: _Stats = {}
+        #: version -> counters of healthy windows before the epoch (the baseline).
+        self.base: _Stats = {}
+
+    def rotate(self, at: int) -> None:
+        """A change: the healthy traffic so far becomes the baseline, a new epoch begins."""
+        prev = {v: st[:_N] for v, st in self.post.items() if st[V_EVENTS] > 0}
+        if sum(st[V_EVENTS] for st in prev.values()) >= BASE_MIN_EVENTS:
+            self.base = prev
+        else:
+            for v, st in prev.items():
+                _add(self.base.setdefault(v, [0.0] * _N), st)
+            _cap(self.base)
+        self.post = {}
+        self.epoch = int(at)
 
     def to_dict(self) -> dict[str, Any]:
         return {"timeline": [dict(c) for c in self.timeline], "healthy": [list(h) for h in self.healthy],
-                "seen": dict(self.seen), "dominant": self.dominant}
+                "seen": dict(self.seen), "dominant": self.dominant, "epoch": self.epoch,
+                "post": {v: list(s) for v, s in self.post.items()},
+                "base": {v: list(s) for v, s in self.base.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Kind:
@@ -130,6 +175,11 @@ class _Kind:
         k.healthy = [list(h) for h in d.get("healthy", [])][-TIMELINE_CAP:]
         k.seen = {str(v): int(t) for v, t in d.get("seen", {}).items()}
         k.dominant = d.get("dominant")
+        k.epoch = int(d.get("epoch", 0))
+        k.post = {str(v): [float(x) for x in s][: 2 * _N] for v, s in d.get("post", {}).items()}
+        k.base = {str(v): [float(x) for x in s][:_N] for v, s in d.get("base", {}).items()}
+        _cap(k.post)
+        _cap(k.base)
         return k
 
 
@@ -137,15 +187,19 @@ class _Route:
     __slots__ = ("kinds", "healthy_spans", "last_ms")
 
     def __init__(self) -> None:
+        #: key (change kind, or ``tool:<identity>``) -> what is known about it.
         self.kinds: dict[str, _Kind] = {}
         #: Runs of consecutive healthy windows: [first_start, last_end].
         self.healthy_spans: list[list[int]] = []
         self.last_ms = 0
 
     def kind(self, name: str) -> _Kind:
-        k = self.kinds.get(name)
+        k = self.kinds.pop(name, None)
         if k is None:
-            k = self.kinds[name] = _Kind()
+            k = _Kind()
+        self.kinds[name] = k  # most recently used last
+        if len(self.kinds) > KEY_CAP:
+            del self.kinds[next(iter(self.kinds))]
         return k
 
 
@@ -162,8 +216,9 @@ class ChangeTracker:
         carried by the events, e.g. ``route``) still explains an incident
         when it happened at most this long before the start.
     settle_ms
-        A fully rolled-out version that then ran healthy this long is no
-        longer blamed just because it carries all the traffic.
+        A fully rolled-out version that then ran healthy this long, with a
+        bad measure no worse than the old version's, is no longer blamed
+        just because it carries all the traffic.
     max_routes
         Routes remembered at once; the least recently observed is dropped.
     """
@@ -184,31 +239,41 @@ class ChangeTracker:
         if len(self._routes) > self.max_routes:
             del self._routes[next(iter(self._routes))]
         r.last_ms = max(r.last_ms, window.end)
+        rotated: set[str] = set()
         for ch in sorted(window.changes, key=lambda c: (c.get("ts", 0), str(c.get("event_id")))):
-            self._explicit(r, ch)
+            self._explicit(r, ch, rotated)
         enough = window.events >= self.min_events
+        off = 0 if healthy else _N
         for kind in sorted(window.versions):
-            per = window.versions[kind]
-            k = r.kind(kind)
-            had_history = bool(k.seen)
-            total = sum(st[V_EVENTS] for st in per.values())
-            for v in sorted(per, key=lambda v: (-per[v][V_EVENTS], v)):
-                if v == OTHER:
-                    continue
-                if v not in k.seen and had_history and _last_to(k) != v:
-                    _append(k, _entry(window.start, kind, k.dominant, v, None))
-                k.seen[v] = window.end
-            if len(k.seen) > SEEN_CAP:
-                for v, _ in sorted(k.seen.items(), key=lambda kv: (kv[1], kv[0]))[: len(k.seen) - SEEN_CAP]:
-                    del k.seen[v]
-            dom = _dominant(per) if total >= self.min_events else None
-            if dom is None:
-                continue
-            if k.dominant is not None and dom != k.dominant and _last_to(k) != dom:
-                _append(k, _entry(window.start, kind, k.dominant, dom, None))
-            k.dominant = dom
-            if healthy and enough:
-                _extend(k.healthy, dom, window.start, window.end)
+            for key, per in sorted(_split(kind, window.versions[kind]).items()):
+                k = r.kind(key)
+                had_history = bool(k.seen)
+                total = sum(st[V_EVENTS] for st in per.values())
+                for v in sorted(per, key=lambda v: (-per[v][V_EVENTS], v)):
+                    if v == OTHER:
+                        continue
+                    if v not in k.seen and had_history and _last_to(k) != v:
+                        _append(k, _entry(window.start, kind, k.dominant, v, None))
+                        _rotate_once(k, key, window.start, rotated)
+                    k.seen[v] = window.end
+                if len(k.seen) > SEEN_CAP:
+                    oldest = sorted(k.seen.items(), key=lambda kv: (kv[1], kv[0]))
+                    for v, _ in oldest[: len(k.seen) - SEEN_CAP]:
+                        del k.seen[v]
+                dom = _dominant(per) if total >= self.min_events else None
+                if dom is not None:
+                    if k.dominant is not None and dom != k.dominant and _last_to(k) != dom:
+                        _append(k, _entry(window.start, kind, k.dominant, dom, None))
+                        _rotate_once(k, key, window.start, rotated)
+                    k.dominant = dom
+                    if healthy and enough:
+                        _extend(k.healthy, dom, window.start, window.end)
+                for v, st in per.items():
+                    if v != OTHER:
+                        acc = k.post.setdefault(v, [0.0] * (2 * _N))
+                        for i in range(_N):
+                            acc[off + i] += st[i]
+                _cap(k.post)
         if healthy and enough:
             spans = r.healthy_spans
             if spans and spans[-1][1] >= window.start:
@@ -217,11 +282,12 @@ class ChangeTracker:
                 spans.append([window.start, window.end])
                 del spans[:-TIMELINE_CAP]
 
-    def _explicit(self, r: _Route, ch: dict[str, Any]) -> None:
+    def _explicit(self, r: _Route, ch: dict[str, Any], rotated: set[str]) -> None:
         kind = ch.get("kind")
         if kind not in CHANGE_KINDS:
             return
-        k = r.kind(kind)
+        key = _key(kind, ch.get("to_version") or ch.get("from_version"))
+        k = r.kind(key)
         eid = ch.get("event_id")
         if eid is not None and any(c["event_id"] == eid for c in k.timeline):
             return
@@ -232,6 +298,7 @@ class ChangeTracker:
             k.timeline[-1] = entry  # the switch was seen in the version fields first: same change
         else:
             _append(k, entry)
+            _rotate_once(k, key, at, rotated)
 
     def forget(self, route: str) -> None:
         """Drop everything known about a route (it was evicted)."""
@@ -244,24 +311,27 @@ class ChangeTracker:
         Each is ``{at, kind, from_version, to_version, event_id}``; ``at`` is
         epoch ms, ``event_id`` None for a change inferred from version fields.
         """
+        return [c for _, c in self._recent(route, since_ms, until_ms)]
+
+    def _recent(self, route: str, since_ms: int, until_ms: int) -> list[tuple[str, dict[str, Any]]]:
         r = self._routes.get(route)
         if r is None:
             return []
-        out = [dict(c) for k in r.kinds.values() for c in k.timeline if since_ms <= c["at"] < until_ms]
-        out.sort(key=lambda c: (c["at"], c["kind"], str(c["to_version"])))
+        out = [(key, dict(c)) for key, k in r.kinds.items() for c in k.timeline
+               if since_ms <= c["at"] < until_ms]
+        out.sort(key=lambda kc: (kc[1]["at"], kc[1]["kind"], str(kc[1]["to_version"]), kc[0]))
         return out
 
-    def last_healthy(self, route: str, kind: str, before_ms: int, exclude: Iterable[str] = ()) -> str | None:
-        """The last version of ``kind`` seen dominant in a healthy window starting before ``before_ms``."""
+    def last_healthy(self, route: str, kind: str, before_ms: int, exclude: Iterable[str] = (),
+                     tool: str | None = None) -> str | None:
+        """The last version of ``kind`` seen dominant in a healthy window starting before ``before_ms``.
+
+        For ``kind="tool"`` pass ``tool`` (a tool identity or any of its versions):
+        tool versions are tracked per tool.
+        """
         r = self._routes.get(route)
-        k = r.kinds.get(kind) if r is not None else None
-        if k is None:
-            return None
-        skip = set(exclude)
-        for version, first, _last in reversed(k.healthy):
-            if first < before_ms and version not in skip:
-                return str(version)
-        return None
+        k = r.kinds.get(_key(kind, tool)) if r is not None else None
+        return None if k is None else _last_healthy(k, before_ms, set(exclude))
 
     def explain(self, route: str, incident_type: str, start_ms: int, anomalous: list[WindowAggregate],
                 lookback_ms: int) -> dict[str, str] | None:
@@ -270,67 +340,73 @@ class ChangeTracker:
         Candidates are the changes at ``start - lookback <= at < end of the
         first anomalous window`` (also explicit changes and never-seen
         versions in ``anomalous`` itself, should it not have been observed
-        yet). A candidate explains the incident when, over the anomalous
-        windows and for the type's bad measure (errors per event; bad
-        reviews per review for ``bad_output``; mean latency, then errors,
-        for ``performance``; cost per request for ``cost``):
+        yet). Tool versions are tracked per tool identity (the part of the
+        ``tool`` value before ``@``), so a route calling several tools does
+        not see a "change" each time another tool dominates.
 
-        * the old versions still carry traffic (>= 10 events, or >= 3
-          latency samples or requests) and the new version's measure is
-          clearly worse: at least 2x (1.5x for latency and cost) the old
-          versions' and, for rates, 5 points higher, with >= 3 bad events;
-        * or the rollout is complete (the old versions carry too little to
-          compare) and the new version holds >= 80% of the bad measure,
-          unless it then ran healthy for ``settle_ms`` first.
+        A candidate explains the incident when the type's bad measure
+        (errors per request; bad reviews per review for ``bad_output``;
+        mean latency, then errors, for ``performance``; cost per request for
+        ``cost``), counted on the new version since the change (the key's
+        current epoch, anomalous windows included), is clearly worse than
+        the old versions': their traffic over the same epoch when they
+        still carry enough (a canary), else their healthy traffic before
+        the change (a full rollout). "Clearly worse": for rates at least 2x,
+        5 points higher, >= 2 bad events and a one-sided Poisson p-value
+        below :data:`P_VALUE`; for latency and cost a mean 1.5x higher.
+        When the events name a tool but not its version, the tool itself is
+        compared with its traffic before the change. A full rollout that
+        then ran healthy for ``settle_ms``, with its healthy traffic no
+        worse than the old versions', is not blamed.
 
         A change whose kind the events do not carry (e.g. ``route``) cannot
         be tested; it explains the incident only within ``near_ms`` of the
         start, and ranks after tested candidates. Among candidates: tested
         first, then the kind most relevant to the type, then the latest.
 
-        The target is the last version seen healthy on the route before
-        the change (else, for an explicit change made while the route was
-        healthy, its ``from_version``), never the change's new version.
+        The target is the last version (of the same tool, for ``tool``) seen
+        healthy on the route before the change (else, for an explicit change
+        made while the route was healthy, its ``from_version``), never the
+        change's new version.
         """
         first_end = min((w.end for w in anomalous), default=start_ms + 1)
         since = start_ms - lookback_ms
         r = self._routes.get(route) or _Route()
-        stats = _merge(anomalous)
-        candidates = self.recent_changes(route, since, first_end)
-        known = {c["event_id"] for c in candidates if c["event_id"] is not None}
-        known_to = {(c["kind"], c["to_version"]) for c in candidates}
+        unseen = [w for w in anomalous if w.end > r.last_ms]  # not observed yet
+        candidates = self._recent(route, since, first_end)
+        known = {c["event_id"] for _, c in candidates if c["event_id"] is not None}
+        known_to = {(key, c["to_version"]) for key, c in candidates}
         for w in sorted(anomalous, key=lambda w: w.start):
             for ch in w.changes:
                 at = int(ch.get("ts", w.start))
-                if since <= at < first_end and ch.get("event_id") not in known:
-                    known.add(ch.get("event_id"))
-                    known_to.add((ch["kind"], ch.get("to_version")))
-                    candidates.append(_entry(at, ch["kind"], ch.get("from_version"), ch.get("to_version"),
-                                             ch.get("event_id")))
-            for kind, per in w.versions.items():
-                k = r.kinds.get(kind)
-                if k is None or not k.seen:
-                    continue
-                for v in per:
-                    if v != OTHER and v not in k.seen and (kind, v) not in known_to and since <= w.start:
-                        known_to.add((kind, v))
-                        candidates.append(_entry(w.start, kind, k.dominant, v, None))
+                eid, kind = ch.get("event_id"), ch.get("kind")
+                if since <= at < first_end and eid not in known and kind in CHANGE_KINDS:
+                    old, new = ch.get("from_version"), ch.get("to_version")
+                    key = _key(kind, new or old)
+                    known.add(eid)
+                    known_to.add((key, new))
+                    candidates.append((key, _entry(at, kind, old, new, eid)))
+            if w not in unseen:
+                continue
+            for kind, per_kind in w.versions.items():
+                for key, per in _split(kind, per_kind).items():
+                    k = r.kinds.get(key)
+                    if k is None or not k.seen:
+                        continue
+                    for v in per:
+                        if v != OTHER and v not in k.seen and (key, v) not in known_to and since <= w.start:
+                            known_to.add((key, v))
+                            candidates.append((key, _entry(w.start, kind, k.dominant, v, None)))
         pref = KIND_PREFERENCE.get(incident_type, ())
         best: tuple[tuple[int, int, int], dict[str, str]] | None = None
-        for c in candidates:
+        for key, c in candidates:
             kind, new = c["kind"], c["to_version"]
             if new is None or new == c["from_version"]:
                 continue
-            verdict = _concentration(incident_type, stats.get(kind), new)
-            if verdict == "most" and self._settled(r, kind, new, c["at"], start_ms):
-                verdict = False
+            verdict = self._verdict(r, key, c, incident_type, unseen, start_ms)
             if verdict is False or (verdict is None and c["at"] < start_ms - self.near_ms):
                 continue
-            target = self.last_healthy(route, kind, c["at"], exclude=(new,))
-            if target is None and c["event_id"] is not None:
-                old = c["from_version"]
-                if old is not None and old != new and any(s[0] < c["at"] for s in r.healthy_spans):
-                    target = old
+            target = self._target(r, key, c)
             if target is None:
                 continue
             rank = (0 if verdict else 1, pref.index(kind) if kind in pref else len(pref), -c["at"])
@@ -338,12 +414,56 @@ class ChangeTracker:
                 best = (rank, {"kind": kind, "to_version": target})
         return None if best is None else best[1]
 
-    def _settled(self, r: _Route, kind: str, version: str, at: int, start_ms: int) -> bool:
-        k = r.kinds.get(kind)
+    def _verdict(self, r: _Route, key: str, c: dict[str, Any], incident_type: str,
+                 unseen: list[WindowAggregate], start_ms: int) -> bool | None:
+        """True when the bad measure sits on the change's new version, False when not, None: untestable."""
+        k = r.kinds.get(key)
+        kind, new = c["kind"], str(c["to_version"])
+        post = {v: list(st) for v, st in k.post.items()} if k is not None else {}
+        for w in unseen:
+            for v, st in _split(kind, w.versions.get(kind, {})).get(key, {}).items():
+                acc = post.setdefault(v, [0.0] * (2 * _N))
+                for i in range(_N):
+                    acc[_N + i] += st[i]
+        base = k.base if k is not None else {}
+        if new not in post:
+            ident = tool_identity(new)
+            if kind == "tool" and ident != new and ident in post and not any("@" in v for v in post):
+                new = ident  # the events name the tool, not its version: test the tool itself
+            else:
+                return False if any(st[V_EVENTS] + st[_N + V_EVENTS] for st in post.values()) else None
+        bare = new not in (c["to_version"], None)
+        cur = post[new]
+        new_all = [cur[i] + cur[_N + i] for i in range(_N)]
+        old_now = _sum(([st[i] + st[_N + i] for i in range(_N)] for v, st in post.items() if v != new))
+        old_before = _sum(st for v, st in base.items() if v != new or bare)
+        verdicts: list[bool | None] = []
+        for m in TYPE_MEASURES.get(incident_type, ("errors",)):
+            old = old_now if _enough(m, old_now) else old_before
+            verdict = _worse(m, new_all, old)
+            if verdict and self._settled(k, new, c["at"], start_ms) and not _worse(m, cur[:_N], old):
+                verdict = False  # ran healthy long enough, and no worse while healthy
+            verdicts.append(verdict)
+            if verdict:
+                return True
+        return False if False in verdicts else None
+
+    def _target(self, r: _Route, key: str, c: dict[str, Any]) -> str | None:
+        new, old = c["to_version"], c["from_version"]
+        k = r.kinds.get(key)
+        target = _last_healthy(k, c["at"], {new}) if k is not None else None
+        if target is not None and c["kind"] == "tool" and "@" not in target and "@" in str(new):
+            target = None  # the events carry the tool's name only: its version comes from the change
+        if target is None and c["event_id"] is not None:
+            if old is not None and old != new and any(s[0] < c["at"] for s in r.healthy_spans):
+                target = old
+        return None if target is None else str(target)
+
+    def _settled(self, k: _Kind | None, version: str, at: int, start_ms: int) -> bool:
         if k is None:
             return False
         ran: int = sum(int(min(last, start_ms)) - int(max(first, at)) for v, first, last in k.healthy
-                  if v == version and last > at and first < start_ms)
+                       if v == version and last > at and first < start_ms)
         return ran >= self.settle_ms
 
     # -- snapshots -------------------------------------------------------------------------
@@ -364,7 +484,7 @@ class ChangeTracker:
         self._routes = {}
         for name, d in snap.get("routes", {}).items():
             r = _Route()
-            r.kinds = {kn: _Kind.from_dict(kd) for kn, kd in d.get("kinds", {}).items()}
+            r.kinds = {kn: _Kind.from_dict(kd) for kn, kd in list(d.get("kinds", {}).items())[-KEY_CAP:]}
             r.healthy_spans = [[int(a), int(b)] for a, b in d.get("healthy_spans", [])][-TIMELINE_CAP:]
             r.last_ms = int(d.get("last_ms", 0))
             self._routes[name] = r
@@ -392,8 +512,22 @@ def _append(k: _Kind, entry: dict[str, Any]) -> None:
     del k.timeline[:-TIMELINE_CAP]
 
 
+def _rotate_once(k: _Kind, key: str, at: int, rotated: set[str]) -> None:
+    """Begin a new epoch for ``key`` at ``at``, at most once per window."""
+    if key not in rotated:
+        rotated.add(key)
+        k.rotate(at)
+
+
 def _last_to(k: _Kind) -> str | None:
     return k.timeline[-1]["to_version"] if k.timeline else None
+
+
+def _last_healthy(k: _Kind, before_ms: int, skip: set[str]) -> str | None:
+    for version, first, _last in reversed(k.healthy):
+        if first < before_ms and version not in skip:
+            return str(version)
+    return None
 
 
 def _extend(runs: list[list[Any]], version: str, start: int, end: int) -> None:
@@ -402,6 +536,39 @@ def _extend(runs: list[list[Any]], version: str, start: int, end: int) -> None:
     else:
         runs.append([version, start, end])
         del runs[:-TIMELINE_CAP]
+
+
+def _split(kind: str, per: _Stats) -> dict[str, _Stats]:
+    """A window's versions of ``kind`` by tracking key: per tool identity for ``tool``."""
+    if kind != "tool":
+        return {kind: per} if per else {}
+    out: dict[str, _Stats] = {}
+    for v, st in per.items():
+        if v != OTHER:
+            out.setdefault(_key(kind, v), {})[v] = st
+    return out
+
+
+def _add(acc: list[float], st: list[float]) -> None:
+    for i, x in enumerate(st[: len(acc)]):
+        acc[i] += x
+
+
+def _sum(stats: Iterable[list[float]]) -> list[float]:
+    out = [0.0] * _N
+    for st in stats:
+        _add(out, st)
+    return out
+
+
+def _cap(stats: _Stats) -> None:
+    """Keep the :data:`SEEN_CAP` versions with the most events."""
+    if len(stats) > SEEN_CAP:
+        for v in sorted(stats, key=lambda v: (stats[v][V_EVENTS] + (stats[v][_N + V_EVENTS]
+                                                                       if len(stats[v]) > _N else 0), v)):
+            if len(stats) <= SEEN_CAP:
+                break
+            del stats[v]
 
 
 def _dominant(per: _Stats) -> str | None:
@@ -413,47 +580,52 @@ def _dominant(per: _Stats) -> str | None:
     return v if v is not None and per[v][V_EVENTS] * 2 >= total else None
 
 
-def _merge(windows: list[WindowAggregate]) -> dict[str, _Stats]:
-    """Per kind and version, the counters summed over the windows."""
-    out: dict[str, _Stats] = {}
-    for w in windows:
-        for kind, per in w.versions.items():
-            dst = out.setdefault(kind, {})
-            for v, st in per.items():
-                acc = dst.setdefault(v, [0.0] * len(st))
-                for i, x in enumerate(st):
-                    acc[i] += x
-    return out
-
-
-def _concentration(incident_type: str, per: _Stats | None, new: str) -> str | bool | None:
-    """``"rate"``/``"most"`` when the bad measure sits on ``new``, False when not, None when untestable."""
-    verdicts = [_measure(m, per, new) for m in TYPE_MEASURES.get(incident_type, ("errors",))]
-    for v in verdicts:
-        if v:
-            return v
-    return False if False in verdicts else None
-
-
-def _measure(name: str, per: _Stats | None, new: str) -> str | bool | None:
-    if not per:
-        return None
-    num_i, den_i, ratio, margin, counts = _MEASURES[name]
-    if den_i == V_REQUESTS and not any(st[V_REQUESTS] for st in per.values()):
+def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:
+    num_i, den_i, *_ = _MEASURES[name]
+    if den_i == V_REQUESTS and (new[V_REQUESTS] <= 0 or old[V_REQUESTS] <= 0):
         den_i = V_EVENTS
-    total_num = sum(st[num_i] for st in per.values())
-    if total_num <= 0:
+    return num_i, den_i
+
+
+def _enough(name: str, old: list[float]) -> bool:
+    """True when ``old`` carries enough traffic for a comparison of ``name``."""
+    _, den_i = _den(name, old, old)
+    return old[den_i] >= (10 if _MEASURES[name][4] else 3)
+
+
+def _worse(name: str, new: list[float], old: list[float]) -> bool | None:
+    """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data."""
+    _, _, ratio, margin, counts = _MEASURES[name]
+    num_i, den_i = _den(name, new, old)
+    n_new, k_new, n_old, k_old = new[den_i], new[num_i], old[den_i], old[num_i]
+    if counts:
+        if n_new < 3 or n_old < 10 or k_new + k_old <= 0:
+            return None
+        p_old = (k_old + 0.5) / (n_old + 1.0)
+        r_new = k_new / n_new
+        return (k_new >= 2 and r_new >= ratio * p_old and r_new - p_old >= margin
+                and _poisson_sf(k_new, n_new * p_old) <= P_VALUE)
+    if n_new < 3 or n_old < 3 or k_old <= 0:
         return None
-    st = per.get(new)
-    if st is None:
-        return False
-    new_num, new_den = st[num_i], st[den_i]
-    old_num = total_num - new_num
-    old_den = sum(s[den_i] for v, s in per.items() if v != new)
-    if new_den < 3 or (counts and new_num < 3):
-        return False
-    if old_den >= (10 if counts else 3):
-        new_rate, old_rate = new_num / new_den, old_num / old_den
-        return "rate" if new_rate >= ratio * old_rate and new_rate - old_rate >= margin and new_rate > 0 \
-            else False
-    return "most" if new_num >= 0.8 * total_num else False
+    return (k_new / n_new) >= ratio * (k_old / n_old)
+
+
+def _poisson_sf(k: float, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam).
+
+    >>> round(_poisson_sf(5, 1.0), 4), _poisson_sf(0, 3.0)
+    (0.0037, 1.0)
+    """
+    n = int(math.ceil(k))
+    if n <= 0:
+        return 1.0
+    if lam <= 0:
+        return 0.0
+    if lam > 200:
+        return 0.5 * math.erfc((n - 0.5 - lam) / math.sqrt(2.0 * lam))
+    term = math.exp(-lam)
+    cdf = 0.0
+    for i in range(n):
+        cdf += term
+        term *= lam / (i + 1)
+    return max(0.0, 1.0 - cdf)
