@@ -273,3 +273,97 @@ def test_memory_is_bounded_and_forget_drops_route() -> None:
     for i in range(10):
         t.observe(window(i, {"p1": 5}, route=f"r{i}"), healthy=True)
     assert sorted(t.snapshot()["routes"]) == ["r7", "r8", "r9"]
+
+
+def tool_window(i: int, calls: dict[str, int], errors: dict[str, int] | None = None,
+                change: tuple[str, str] | None = None) -> WindowAggregate:
+    """Window ``i`` of a multi-tool route: ``calls[v]`` usages, ``errors[v]`` errors per tool value ``v``."""
+    return window(i, calls, errors=errors, field="tool", change=("tool", *change) if change else None)
+
+
+def test_tool_change_targets_same_tool_when_events_carry_versions() -> None:
+    """Tool versions are tracked per tool: the target is the changed tool's last healthy version."""
+    t = ChangeTracker()
+    healthy = [tool_window(i, {"ocr.extract@1.4.0": 10, "erp.lookup_vendor@2.0.0": 12}) for i in range(10)]
+    bad = [
+        tool_window(10, {"ocr.extract@1.5.0": 10, "erp.lookup_vendor@2.0.0": 12},
+                    errors={"ocr.extract@1.5.0": 6}, change=("ocr.extract@1.4.0", "ocr.extract@1.5.0")),
+        tool_window(11, {"ocr.extract@1.5.0": 10, "erp.lookup_vendor@2.0.0": 12},
+                    errors={"ocr.extract@1.5.0": 7}),
+    ]
+    run(t, healthy, bad)
+    assert t.explain("r", "tool_failure", 10 * MIN, bad, LOOKBACK) == {
+        "kind": "tool", "to_version": "ocr.extract@1.4.0"}
+    assert t.last_healthy("r", "tool", 10 * MIN, tool="ocr.extract") == "ocr.extract@1.4.0"
+    assert t.last_healthy("r", "tool", 10 * MIN, tool="erp.lookup_vendor") == "erp.lookup_vendor@2.0.0"
+
+
+def test_tool_change_when_events_name_the_tool_only() -> None:
+    """Events naming the tool without a version: the changed tool is compared with itself before."""
+    t = ChangeTracker()
+    healthy = [tool_window(i, {"ocr.extract": 10, "erp.lookup_vendor": 12}) for i in range(10)]
+    bad = [
+        tool_window(10, {"ocr.extract": 10, "erp.lookup_vendor": 12}, errors={"ocr.extract": 6},
+                    change=("ocr.extract@1.4.0", "ocr.extract@1.5.0")),
+        tool_window(11, {"ocr.extract": 10, "erp.lookup_vendor": 12}, errors={"ocr.extract": 7}),
+    ]
+    run(t, healthy, bad)
+    assert t.explain("r", "tool_failure", 10 * MIN, bad, LOOKBACK) == {
+        "kind": "tool", "to_version": "ocr.extract@1.4.0"}
+
+
+def test_tools_taking_turns_are_not_changes() -> None:
+    """Several tools on one route dominating in turn are not tool changes, so no rollback."""
+    t = ChangeTracker()
+    healthy = [tool_window(i, {"crm.lookup": 5 + 5 * (i % 2), "kb.search": 10 - 5 * (i % 2)})
+               for i in range(20)]
+    bad = [tool_window(20 + i, {"crm.lookup": 3 + 6 * i, "kb.search": 9 - 6 * i},
+                       errors={"crm.lookup": 3, "kb.search": 3}) for i in range(2)]
+    run(t, healthy, bad)
+    assert t.recent_changes("r", 0, 10**12) == []
+    assert t.explain("r", "access_privacy", 20 * MIN, bad, LOOKBACK) is None
+
+
+def test_quiet_route_full_rollout_uses_history_since_change() -> None:
+    """On a quiet route the few anomalous windows are judged with all traffic since the change."""
+    t = ChangeTracker()
+    run(t, [window(i, {"idx-1": 4}, field="source_index") for i in range(60)], [])
+    since_change = [window(60, {"idx-2": 4}, errors={"idx-2": 1}, field="source_index",
+                           change=("source_index", "idx-1", "idx-2"))]
+    since_change += [window(i, {"idx-2": 4}, errors={"idx-2": 1 + i % 2}, field="source_index")
+                     for i in range(61, 80)]
+    run(t, since_change, [])
+    bad = [window(80, {"idx-2": 3}, field="source_index")]  # nothing failed in the firing window itself
+    run(t, [], bad)
+    assert t.explain("r", "retrieval_failure", 80 * MIN, bad, LOOKBACK) == {
+        "kind": "source_index", "to_version": "idx-1"}
+
+
+def test_slow_detection_still_blames_a_version_worse_from_the_start() -> None:
+    """A new model slow from its first window is blamed even though the detector fired late."""
+    t = ChangeTracker()
+
+    def slow(i: int, model: str, ms: float, change: bool = False) -> WindowAggregate:
+        w = window(i, {model: 3}, field="model", change=("model", "m1", "m2") if change else None)
+        for k in range(3):
+            w.add(LatencyEvent(event_id=f"sl{i}.{k}", ts=0.0, route="r", model=model, latency_ms=ms))
+        return w
+
+    run(t, [slow(i, "m1", 1000.0) for i in range(30)], [])
+    run(t, [slow(30, "m2", 2600.0, change=True)] + [slow(i, "m2", 2600.0) for i in range(31, 80)], [])
+    bad = [slow(80, "m2", 2700.0)]
+    run(t, [], bad)
+    assert t.explain("r", "performance", 80 * MIN, bad, LOOKBACK) == {"kind": "model", "to_version": "m1"}
+
+
+def test_settled_version_with_later_unrelated_failures_is_not_blamed() -> None:
+    """A version that ran healthy (and no worse) for long is not blamed for errors that come later."""
+    t = ChangeTracker()
+    run(t, [window(i, {"c1": 20}, errors={"c1": 0 if i % 5 else 1}, field="config_version")
+            for i in range(10)], [])
+    run(t, [window(10, {"c2": 20}, field="config_version", change=("config", "c1", "c2"))], [])
+    run(t, [window(i, {"c2": 20}, errors={"c2": 0 if i % 5 else 1}, field="config_version")
+            for i in range(11, 60)], [])
+    bad = [window(60 + i, {"c2": 20}, errors={"c2": 8}, field="config_version") for i in range(2)]
+    run(t, [], bad)
+    assert t.explain("r", "access_privacy", 60 * MIN, bad, LOOKBACK) is None

@@ -203,11 +203,11 @@ class CountTest(Stateful):
     def __init__(
         self,
         alpha: float = 1e-5,
-        min_expected: float = 8.0,
-        max_span: int = 15,
+        min_expected: float = 10.0,
+        max_span: int = 30,
         spike_ratio: float = 4.0,
-        drop_ratio: float = 0.2,
-        half_life: float = 240.0,
+        drop_ratio: float = 0.1,
+        half_life: float = 60.0,
         slot_half_life: float = 30.0,
         slot_min: int = 30,
         slots: int = 24,
@@ -245,17 +245,24 @@ class CountTest(Stateful):
         lam = self.expected(ts_ms)
         if self.n == 0:
             return _SKIP
-        # drop / stop: pool windows until enough is expected
+        # drop / stop: scan spans of recent windows, keep the most surprising
+        best: tuple[float, int, float] | None = None
         k_span, lam_span = count, lam
-        for c, e in reversed(self.recent):
-            if lam_span >= self.min_expected:
+        hist = self.recent
+        i = len(hist) - 1
+        while True:
+            if lam_span >= self.min_expected and k_span <= self.drop_ratio * lam_span:
+                p_low = poisson_cdf(k_span, lam_span)
+                if best is None or p_low < best[0]:
+                    best = (p_low, k_span, lam_span)
+            if i < 0:
                 break
-            k_span += int(c)
-            lam_span += e
-        if lam_span >= self.min_expected:
-            p_low = poisson_cdf(k_span, lam_span)
-            if p_low < self.alpha and k_span <= self.drop_ratio * lam_span:
-                return Judgement(True, float(k_span), lam_span, self.drop_ratio * lam_span, 1.0 - p_low)
+            k_span += int(hist[i][0])
+            lam_span += hist[i][1]
+            i -= 1
+        if best is not None and best[0] < self.alpha:
+            p_low, k_span, lam_span = best
+            return Judgement(True, float(k_span), lam_span, self.drop_ratio * lam_span, 1.0 - p_low)
         if lam >= 1.0 or count >= self.min_expected:
             p_high = poisson_sf(count, max(lam, 0.5))
             if p_high < self.alpha and count >= self.spike_ratio * max(lam, 1.0) and count >= self.min_expected:
@@ -267,12 +274,13 @@ class CountTest(Stateful):
         self.recent.append([count, self.expected(ts_ms)])
         if weight <= 0:
             return
-        a = 1.0 - 0.5 ** (1.0 / self.half_life)
-        self.level = count if self.n == 0 else self.level + a * (count - self.level)
+        # a plain average until the exponential weights take over, so a first busy window cannot linger
+        a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
+        self.level += a * (count - self.level)
         self.n += 1
         s = self._slot(ts_ms)
-        sa = 1.0 - 0.5 ** (1.0 / self.slot_half_life)
-        self.slot_level[s] = count if self.slot_n[s] == 0 else self.slot_level[s] + sa * (count - self.slot_level[s])
+        sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
+        self.slot_level[s] += sa * (count - self.slot_level[s])
         self.slot_n[s] += 1
 
     def update(self, count: int, ts_ms: int) -> Judgement:
