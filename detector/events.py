@@ -114,7 +114,7 @@ class _Base(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
     trace_id: Context | None = None
 
 
-class UsageEvent(_Base, tag="usage"):
+class UsageEvent(_Base, tag="usage", frozen=True):
     """One request handled by the route."""
 
     requests: Annotated[int, Meta(ge=1, le=MAX_COUNT)] = 1
@@ -123,34 +123,34 @@ class UsageEvent(_Base, tag="usage"):
     retries: Count = 0
 
 
-class ErrorEvent(_Base, tag="error"):
+class ErrorEvent(_Base, tag="error", frozen=True):
     """One failed request or tool call; an unknown class is read as ``other``."""
 
     error_class: Context = "other"
     status_code: Annotated[int, Meta(ge=0, le=999)] | None = None
 
 
-class LatencyEvent(_Base, tag="latency"):
+class LatencyEvent(_Base, tag="latency", frozen=True):
     """End-to-end latency of one request."""
 
     latency_ms: Annotated[float, Meta(ge=0, le=MAX_LATENCY_MS)]
     ttft_ms: Annotated[float, Meta(ge=0, le=MAX_LATENCY_MS)] | None = None
 
 
-class CostEvent(_Base, tag="cost"):
+class CostEvent(_Base, tag="cost", frozen=True):
     """Spend attributed to one request or batch."""
 
     cost_usd: Annotated[float, Meta(ge=0, le=MAX_COST_USD)]
 
 
-class ReviewEvent(_Base, tag="review"):
+class ReviewEvent(_Base, tag="review", frozen=True):
     """A human reviewed an AI output. ``reason`` is free text: never copied."""
 
     outcome: Literal["accepted", "edited", "rejected", "escalated", "overridden"]
     reason: str | None = None
 
 
-class ChangeEvent(_Base, tag="change"):
+class ChangeEvent(_Base, tag="change", frozen=True):
     """A release or configuration change on the route. ``actor`` is never copied."""
 
     change_kind: Literal["prompt", "model", "config", "source_index", "tool", "route"]

@@ -123,7 +123,7 @@ class Stateful(abc.ABC):
         obj = klass(**decode_state(snap["params"]))
         for k, v in decode_state(snap["state"]).items():
             setattr(obj, k, v)
-        return obj  # type: ignore[return-value]
+        return obj
 
 
 class UnivariateDetector(Stateful):

@@ -123,6 +123,8 @@ class ProportionTest(Stateful):
         self.k_sum = 0.0
         self.n_sum = 0.0
         self.recent: deque[list[int]] = deque(maxlen=self.max_span)
+        self.recent_k = 0  # events (errors) held in ``recent``
+        self.recent_n = 0  # trials held in ``recent``
         self.learned = 0
 
     @property
@@ -139,13 +141,17 @@ class ProportionTest(Stateful):
         """
         p0 = self.baseline
         effect = max(p0 * self.min_ratio, p0 + self.min_delta)
+        if k + self.recent_k < self.min_count:  # no span can hold enough events
+            if n + self.recent_n < self.min_trials:
+                return _SKIP
+            return Judgement(False, k / n if n else 0.0, p0, effect, 0.0)
         best: tuple[float, int, int] | None = None
         ks, ns, spans = k, n, 1
         hist = self.recent
         i = len(hist) - 1
         while True:
             if spans >= self.min_span and ns >= self.min_trials:
-                kk = min(ks, ns)
+                kk = ks if ks < ns else ns
                 if kk >= self.min_count and kk / ns >= effect:
                     pval = binom_sf(kk, ns, p0)
                     if best is None or pval < best[0]:
@@ -177,7 +183,12 @@ class ProportionTest(Stateful):
 
     def learn(self, k: int, n: int, weight: float = 1.0) -> None:
         """Add this window to the span history and (with ``weight``) to the baseline."""
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_k -= self.recent[0][0]
+            self.recent_n -= self.recent[0][1]
         self.recent.append([k, n])
+        self.recent_k += k
+        self.recent_n += n
         if weight > 0 and n > 0:
             decay = 0.5 ** (weight / self.half_life)
             self.k_sum = self.k_sum * decay + min(k, n) * weight

@@ -94,11 +94,13 @@ def parse_ts(value: str | float) -> int | None:
 
 
 class Decoder:
-    """Validates messages against SPEC section 1. Stateless; safe to share."""
+    """Validates messages against SPEC section 1 (keeps only a one-entry timestamp cache)."""
 
     def __init__(self, max_bytes: int = 65536):
         self.max_bytes = max_bytes
         self._decoder = msgspec.json.Decoder(TelemetryEvent)
+        self._last_ts: str | float | None = None
+        self._last_ms: int | None = None
 
     def decode(self, raw: bytes) -> Decoded | Rejection:
         """Decode one message. Every failure becomes a :class:`Rejection`."""
@@ -110,7 +112,12 @@ class Decoder:
             return _classify(str(err))
         except msgspec.DecodeError:
             return Rejection("not_json", "not valid UTF-8 JSON")
-        ts_ms = parse_ts(event.ts)
+        ts = event.ts
+        if ts == self._last_ts:  # a request's usage, latency and cost events often share one
+            ts_ms = self._last_ms
+        else:
+            ts_ms = parse_ts(ts)
+            self._last_ts, self._last_ms = ts, ts_ms
         if ts_ms is None:
             return Rejection("bad_timestamp", "$.ts: not RFC 3339 with offset, nor epoch milliseconds")
         if not MIN_TS_MS <= ts_ms < MAX_TS_MS:

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from detector.events import (
@@ -84,58 +85,54 @@ class WindowAggregate:
     def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:
         """Add one event of this route and window."""
         self.events += 1
-        kind = type(ev)
-        requests = 0
-        errors = 0
-        bad = False
-        lat = -1.0
-        cost = 0.0
-        reviews = 0
-        if kind is UsageEvent:
-            assert isinstance(ev, UsageEvent)
-            requests = ev.requests
-            self.requests += requests
-            self.input_tokens += ev.input_tokens
-            self.output_tokens += ev.output_tokens
-            self.retries += ev.retries
-            if ev.trace_id is not None:
-                _count(self.trace_counts, ev.trace_id, requests)
-            if ev.request_id is not None:
-                _count(self.request_counts, ev.request_id, requests)
-            if ev.tenant is not None and len(self.tenants) < SET_CAP:
-                self.tenants.add(ev.tenant)
-        elif kind is LatencyEvent:
-            assert isinstance(ev, LatencyEvent)
-            lat = ev.latency_ms
-            self.latency.add(lat)
-        elif kind is CostEvent:
-            assert isinstance(ev, CostEvent)
-            cost = ev.cost_usd
-            self.cost_usd += cost
-            self.cost_events += 1
-        elif kind is ErrorEvent:
-            assert isinstance(ev, ErrorEvent)
-            errors = 1
-            bad = True
-            self.errors[ev.error_class] = self.errors.get(ev.error_class, 0) + 1
-            if ev.tool is not None:
-                self.errors_by_tool[ev.tool] = self.errors_by_tool.get(ev.tool, 0) + 1
-        elif kind is ReviewEvent:
-            assert isinstance(ev, ReviewEvent)
-            reviews = 1
-            self.reviews[ev.outcome] = self.reviews.get(ev.outcome, 0) + 1
-            bad = ev.outcome in BAD_OUTCOMES
-        elif kind is ChangeEvent:
-            assert isinstance(ev, ChangeEvent)
-            if len(self.changes) < CHANGE_CAP:
-                self.changes.append({
-                    "ts": ts_ms if ts_ms is not None else self.start,
-                    "kind": ev.change_kind,
-                    "from_version": ev.from_version,
-                    "to_version": ev.to_version,
-                    "event_id": ev.event_id,
-                })
-            return
+        _ADD[type(ev)](self, ev, ts_ms)
+
+    def _add_usage(self, ev: UsageEvent, ts_ms: int | None) -> None:
+        requests = ev.requests
+        self.requests += requests
+        self.input_tokens += ev.input_tokens
+        self.output_tokens += ev.output_tokens
+        self.retries += ev.retries
+        if ev.trace_id is not None:
+            _count(self.trace_counts, ev.trace_id, requests)
+        if ev.request_id is not None:
+            _count(self.request_counts, ev.request_id, requests)
+        if ev.tenant is not None and len(self.tenants) < SET_CAP:
+            self.tenants.add(ev.tenant)
+        self._context(ev, False, requests, 0, 0, -1.0, 0.0)
+
+    def _add_latency(self, ev: LatencyEvent, ts_ms: int | None) -> None:
+        self.latency.add(ev.latency_ms)
+        self._context(ev, False, 0, 0, 0, ev.latency_ms, 0.0)
+
+    def _add_cost(self, ev: CostEvent, ts_ms: int | None) -> None:
+        self.cost_usd += ev.cost_usd
+        self.cost_events += 1
+        self._context(ev, False, 0, 0, 0, -1.0, ev.cost_usd)
+
+    def _add_error(self, ev: ErrorEvent, ts_ms: int | None) -> None:
+        self.errors[ev.error_class] = self.errors.get(ev.error_class, 0) + 1
+        if ev.tool is not None:
+            self.errors_by_tool[ev.tool] = self.errors_by_tool.get(ev.tool, 0) + 1
+        self._context(ev, True, 0, 1, 0, -1.0, 0.0)
+
+    def _add_review(self, ev: ReviewEvent, ts_ms: int | None) -> None:
+        self.reviews[ev.outcome] = self.reviews.get(ev.outcome, 0) + 1
+        self._context(ev, ev.outcome in BAD_OUTCOMES, 0, 0, 1, -1.0, 0.0)
+
+    def _add_change(self, ev: ChangeEvent, ts_ms: int | None) -> None:
+        if len(self.changes) < CHANGE_CAP:
+            self.changes.append({
+                "ts": ts_ms if ts_ms is not None else self.start,
+                "kind": ev.change_kind,
+                "from_version": ev.from_version,
+                "to_version": ev.to_version,
+                "event_id": ev.event_id,
+            })
+
+    def _context(self, ev: TelemetryEvent, bad: bool, requests: int, errors: int, reviews: int, lat: float,
+                 cost: float) -> None:
+        """Samples, affected tenants and per-version counters from an event's context fields."""
         if ev.request_id is not None and len(self.request_ids) < SAMPLE_CAP:
             self.request_ids.append(ev.request_id)
         if ev.trace_id is not None and len(self.trace_ids) < SAMPLE_CAP:
@@ -147,30 +144,43 @@ class WindowAggregate:
                 self.flagged_request_ids.append(ev.request_id)
             if ev.trace_id is not None and len(self.flagged_trace_ids) < SAMPLE_CAP:
                 self.flagged_trace_ids.append(ev.trace_id)
-        for vkind, field in VERSION_KINDS:
-            version = getattr(ev, field)
-            if version is None:
-                continue
-            per = self.versions.get(vkind)
-            if per is None:
-                per = self.versions[vkind] = {}
-            st = per.get(version)
+        if ev.prompt_version is not None:
+            self._version("prompt", ev.prompt_version, requests, errors, reviews, bad, lat, cost)
+        if ev.model is not None:
+            self._version("model", ev.model, requests, errors, reviews, bad, lat, cost)
+        if ev.config_version is not None:
+            self._version("config", ev.config_version, requests, errors, reviews, bad, lat, cost)
+        if ev.source_index is not None:
+            self._version("source_index", ev.source_index, requests, errors, reviews, bad, lat, cost)
+        if ev.tool is not None:
+            self._version("tool", ev.tool, requests, errors, reviews, bad, lat, cost)
+
+    def _version(self, vkind: str, version: str, requests: int, errors: int, reviews: int, bad: bool,
+                 lat: float, cost: float) -> None:
+        per = self.versions.get(vkind)
+        if per is None:
+            per = self.versions[vkind] = {}
+        st = per.get(version)
+        if st is None:
+            if len(per) >= VERSION_CAP:
+                version = OTHER
+                st = per.get(version)
             if st is None:
-                if len(per) >= VERSION_CAP:
-                    version = OTHER
-                    st = per.get(version)
-                if st is None:
-                    st = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
-            st[V_EVENTS] += 1
-            st[V_REQUESTS] += requests
-            st[V_ERRORS] += errors
-            st[V_REVIEWS] += reviews
-            if bad and reviews:
-                st[V_BAD_REVIEWS] += 1
-            if lat >= 0:
-                st[V_LAT_N] += 1
-                st[V_LAT_SUM] += lat
-            st[V_COST] += cost
+                st = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+        st[0] += 1
+        if requests:
+            st[1] += requests
+        elif errors:
+            st[2] += 1
+        elif reviews:
+            st[3] += 1
+            if bad:
+                st[4] += 1
+        elif lat >= 0:
+            st[5] += 1
+            st[6] += lat
+        elif cost:
+            st[7] += cost
 
     # -- derived figures --------------------------------------------------------
     @property
@@ -275,6 +285,16 @@ class WindowAggregate:
 _PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output_tokens", "retries", "errors",
           "errors_by_tool", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts", "versions",
           "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
+
+
+_ADD: dict[type, Callable[[WindowAggregate, Any, int | None], None]] = {
+    UsageEvent: WindowAggregate._add_usage,
+    LatencyEvent: WindowAggregate._add_latency,
+    CostEvent: WindowAggregate._add_cost,
+    ErrorEvent: WindowAggregate._add_error,
+    ReviewEvent: WindowAggregate._add_review,
+    ChangeEvent: WindowAggregate._add_change,
+}
 
 
 def _count(counts: dict[str, int], key: str, n: int) -> None:
