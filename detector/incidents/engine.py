@@ -12,6 +12,7 @@ evicted. Decisions read event time only, so replay and the service agree.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,6 +26,7 @@ from detector.incidents.containment import recommend
 from detector.incidents.evidence import build_evidence
 from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
+from detector.ingest.decode import parse_ts
 from detector.windows.aggregate import WindowAggregate
 from detector.windows.windower import RouteEvicted
 
@@ -140,8 +142,14 @@ class IncidentEngine:
         return out
 
     def on_command(self, cmd: Command) -> list[Incident]:
-        """Apply an operator command (acknowledge, contain) to an open incident."""
-        at = _ms(datetime.fromisoformat(cmd.at))
+        """Apply an operator command (acknowledge, contain) to an open incident.
+
+        A command whose ``at`` is not an RFC 3339 time with an offset is ignored:
+        the control topic is input like any other and must not stop the consumer.
+        """
+        at = parse_ts(cmd.at)
+        if at is None:
+            return []
         for o in self.open.values():
             if o.id != cmd.incident_id:
                 continue
@@ -152,7 +160,8 @@ class IncidentEngine:
             o.status = new_status
             if not o.notified:
                 return []
-            return [self._emit(o, new_status, at, rc)]
+            # Operators' clocks are not event time: never stamp a message before the last one.
+            return [self._emit(o, new_status, max(at, o.last_emit), rc)]
         return []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -216,7 +225,11 @@ class IncidentEngine:
         return []
 
     def _notify_late(self, o: _Open, at: int, rc: RouteConfig) -> list[Incident]:
-        """A silence ended while the incident is still open: send its ``opened`` now."""
+        """A silence ended while the incident is still open: send its ``opened`` now.
+
+        The ``opened`` carries everything learned during the silence, so nothing is left to update.
+        """
+        o.pending_update = False
         return [self._emit(o, "opened", at, rc)]
 
     def _resolve(self, key: str, at: int, rc: RouteConfig) -> list[Incident]:
@@ -233,10 +246,12 @@ class IncidentEngine:
     def _silenced(self, route: str, at: int) -> bool:
         import fnmatch
 
-        return any(fnmatch.fnmatchcase(route, pat) and start <= at < end for pat, start, end in self._silences)
+        return any(fnmatch.fnmatchcase(route, pat) and start <= at < end
+                   for pat, start, end in self._silences)
 
     # -- the message ----------------------------------------------------------------------
-    def _emit(self, o: _Open, event: str, at: int, rc: RouteConfig, resolved_at: int | None = None) -> Incident:
+    def _emit(self, o: _Open, event: str, at: int, rc: RouteConfig,
+              resolved_at: int | None = None) -> Incident:
         o.seq += 1
         o.notified = True
         o.last_emit = at
@@ -248,7 +263,8 @@ class IncidentEngine:
         changes = self.changes.recent_changes(o.route, o.started - self.lookback_ms, at)
         evidence = build_evidence(o.windows, o.versions_before, changes,
                                   start_ms=o.started, lookback_ms=self.lookback_ms)
-        blast = {"requests": int(o.aff_requests), "tenants": len(o.tenants), "share": round(min(share, 1.0), 4)}
+        blast = {"requests": int(o.aff_requests), "tenants": len(o.tenants),
+                 "share": round(min(share, 1.0), 4)}
         inc: Incident = {
             "schema_version": "1",
             "event": event,
@@ -277,14 +293,17 @@ class IncidentEngine:
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """All state, as a JSON-able value that shares nothing with the engine."""
         return {
-            "open": {k: o.to_dict() for k, o in self.open.items()},
+            "open": copy.deepcopy({k: o.to_dict() for k, o in self.open.items()}),
             "heightened": dict(self.heightened),
-            "before": self.before,
+            "before": copy.deepcopy(self.before),
             "changes": self.changes.snapshot(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
+        """Load :meth:`snapshot` output; ``snap`` is copied, never written to."""
+        snap = copy.deepcopy(snap)
         self.open = {k: _Open.from_dict(v) for k, v in snap["open"].items()}
         self.heightened = dict(snap["heightened"])
         self.before = snap["before"]
