@@ -1,4 +1,4 @@
-"""Tests for the NAB scorer (rules in /work/shared/nab/SCORING.md) and the runner's I/O."""
+"""Tests for the NAB scorer (rules in ../shared/nab/SCORING.md) and the runner's I/O."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from detector.nab.scorer import (
     window_rows,
 )
 
-NAB = Path("/work/shared/nab")
+NAB = Path(__file__).resolve().parents[2] / "shared" / "nab"  # ../shared beside the repo
 STANDARD = Profile("standard", a_tp=1.0, a_fp=0.11, a_fn=1.0)
 PROFILES = [
     STANDARD,

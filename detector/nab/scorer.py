@@ -1,4 +1,4 @@
-"""NAB v1.1 scoring, restated from ``/work/shared/nab/SCORING.md``.
+"""NAB v1.1 scoring, restated from ``../shared/nab/SCORING.md``.
 
 Pure functions: row weights for one file, the raw score at one threshold, and
 an efficient corpus-wide threshold sweep (sort once, cumulative sums in
