@@ -105,7 +105,10 @@ class IncidentEngine:
         self.persistence = config.detectors.persistence
         self.open: dict[str, _Open] = {}  # key: route \x1f type
         self.heightened: dict[str, int] = {}  # route \x1f type -> until (event ms)
-        self.before: dict[str, dict[str, list[str]]] = {}  # route -> versions of its last healthy window
+        # route -> versions of its last healthy window with traffic; the window itself is kept in
+        # ``_before_win`` and read only when an incident opens (or a snapshot is taken)
+        self.before: dict[str, dict[str, list[str]]] = {}
+        self._before_win: dict[str, WindowAggregate] = {}
         self.changes = ChangeTracker()
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
@@ -120,7 +123,7 @@ class IncidentEngine:
             by_type.setdefault(f.incident_type, []).append(f)
         healthy = not firings
         if healthy and w.events:
-            self.before[w.route] = {k: sorted(v)[:5] for k, v in w.versions.items()}
+            self._before_win[w.route] = w
         self.changes.observe(w, healthy)
         for itype in sorted(by_type):
             out.extend(self._fire(w, rc, itype, by_type[itype]))
@@ -139,6 +142,7 @@ class IncidentEngine:
             out.extend(self._resolve(key, evicted.at_ms, rc))
         self.changes.forget(evicted.route)
         self.before.pop(evicted.route, None)
+        self._before_win.pop(evicted.route, None)
         return out
 
     def on_command(self, cmd: Command) -> list[Incident]:
@@ -173,7 +177,7 @@ class IncidentEngine:
             first = min(f.window_start for f in firings)
             started = max(0, first - (self.persistence - 1) * self.size_ms)
             o = self.open[key] = _Open(w.route, itype, started, w.end)
-            o.versions_before = self.before.get(w.route, {})
+            o.versions_before = self._versions_before(w.route)
             until = self.heightened.get(key)
             o.recurrence = until is not None and w.end <= until
         o.last_fire = w.end
@@ -291,13 +295,19 @@ class IncidentEngine:
         )
         return inc
 
+    def _versions_before(self, route: str) -> dict[str, list[str]]:
+        w = self._before_win.get(route)
+        if w is None:
+            return dict(self.before.get(route, {}))
+        return {k: sorted(v)[:5] for k, v in w.versions.items()}
+
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """All state, as a JSON-able value that shares nothing with the engine."""
         return {
             "open": copy.deepcopy({k: o.to_dict() for k, o in self.open.items()}),
             "heightened": dict(self.heightened),
-            "before": copy.deepcopy(self.before),
+            "before": {r: self._versions_before(r) for r in sorted(set(self.before) | set(self._before_win))},
             "changes": self.changes.snapshot(),
         }
 
@@ -307,6 +317,7 @@ class IncidentEngine:
         self.open = {k: _Open.from_dict(v) for k, v in snap["open"].items()}
         self.heightened = dict(snap["heightened"])
         self.before = snap["before"]
+        self._before_win = {}
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
 
 

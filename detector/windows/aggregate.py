@@ -47,8 +47,11 @@ SAMPLE_CAP = 20
 KEY_CAP = 2048
 SET_CAP = 1000
 VERSION_CAP = 32
+#: Distinct version combinations counted per window; the rest share one overflow entry.
+CONTEXT_CAP = 256
 CHANGE_CAP = 50
 OTHER = "(other)"
+_OVERFLOW: tuple[str | None, ...] = (OTHER,) * 5
 BAD_OUTCOMES = frozenset(("rejected", "escalated"))
 
 
@@ -74,7 +77,9 @@ class WindowAggregate:
         self.affected_tenants: set[str] = set()
         self.trace_counts: dict[str, int] = {}
         self.request_counts: dict[str, int] = {}
-        self.versions: dict[str, dict[str, VersionStats]] = {}
+        #: (prompt, model, config, source_index, tool) -> counters; ``versions`` is derived from it.
+        self.contexts: dict[tuple[str | None, ...], VersionStats] = {}
+        self._versions: dict[str, dict[str, VersionStats]] | None = None
         self.request_ids: list[str] = []
         self.trace_ids: list[str] = []
         self.flagged_request_ids: list[str] = []
@@ -144,29 +149,15 @@ class WindowAggregate:
                 self.flagged_request_ids.append(ev.request_id)
             if ev.trace_id is not None and len(self.flagged_trace_ids) < SAMPLE_CAP:
                 self.flagged_trace_ids.append(ev.trace_id)
-        if ev.prompt_version is not None:
-            self._version("prompt", ev.prompt_version, requests, errors, reviews, bad, lat, cost)
-        if ev.model is not None:
-            self._version("model", ev.model, requests, errors, reviews, bad, lat, cost)
-        if ev.config_version is not None:
-            self._version("config", ev.config_version, requests, errors, reviews, bad, lat, cost)
-        if ev.source_index is not None:
-            self._version("source_index", ev.source_index, requests, errors, reviews, bad, lat, cost)
-        if ev.tool is not None:
-            self._version("tool", ev.tool, requests, errors, reviews, bad, lat, cost)
-
-    def _version(self, vkind: str, version: str, requests: int, errors: int, reviews: int, bad: bool,
-                 lat: float, cost: float) -> None:
-        per = self.versions.get(vkind)
-        if per is None:
-            per = self.versions[vkind] = {}
-        st = per.get(version)
+        key = (ev.prompt_version, ev.model, ev.config_version, ev.source_index, ev.tool)
+        st = self.contexts.get(key)
         if st is None:
-            if len(per) >= VERSION_CAP:
-                version = OTHER
-                st = per.get(version)
+            if len(self.contexts) >= CONTEXT_CAP:
+                key = _OVERFLOW
+                st = self.contexts.get(key)
             if st is None:
-                st = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+                st = self.contexts[key] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+            self._versions = None
         st[0] += 1
         if requests:
             st[1] += requests
@@ -181,6 +172,32 @@ class WindowAggregate:
             st[6] += lat
         elif cost:
             st[7] += cost
+
+    @property
+    def versions(self) -> dict[str, dict[str, VersionStats]]:
+        """Counters per version kind and version: ``versions[kind][version] = [events, requests, ...]``.
+
+        At most ``VERSION_CAP`` versions per kind; the rest are summed under ``(other)``.
+        """
+        if self._versions is not None:
+            return self._versions
+        out: dict[str, dict[str, VersionStats]] = {}
+        for key, st in self.contexts.items():
+            for (vkind, _), version in zip(VERSION_KINDS, key, strict=True):
+                if version is None:
+                    continue
+                per = out.setdefault(vkind, {})
+                acc = per.get(version)
+                if acc is None:
+                    if len(per) >= VERSION_CAP:
+                        version = OTHER
+                        acc = per.get(version)
+                    if acc is None:
+                        acc = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+                for i, v in enumerate(st):
+                    acc[i] += v
+        self._versions = out
+        return out
 
     # -- derived figures --------------------------------------------------------
     @property
@@ -260,6 +277,7 @@ class WindowAggregate:
         """JSON-able state, for checkpoints."""
         d = {k: getattr(self, k) for k in _PLAIN}
         d["latency"] = self.latency.to_dict()
+        d["contexts"] = [[list(k), v] for k, v in self.contexts.items()]
         d["tenants"] = sorted(self.tenants)
         d["affected_tenants"] = sorted(self.affected_tenants)
         return d
@@ -271,6 +289,7 @@ class WindowAggregate:
         for k in _PLAIN:
             setattr(w, k, d[k])
         w.latency = QuantileSketch.from_dict(d["latency"])
+        w.contexts = {tuple(k): v for k, v in d["contexts"]}
         w.tenants = set(d["tenants"])
         w.affected_tenants = set(d["affected_tenants"])
         return w
@@ -283,7 +302,7 @@ class WindowAggregate:
 
 
 _PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output_tokens", "retries", "errors",
-          "errors_by_tool", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts", "versions",
+          "errors_by_tool", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts",
           "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
 
 
