@@ -83,10 +83,8 @@ class DetectorsConfig(_Model):
     persistence: int = Field(2, ge=1)
     #: Consecutive healthy windows before a signal clears.
     clear_after: int = Field(5, ge=1)
-    #: Minimum requests in a window for rate signals to be judged.
+    #: Minimum requests (or reviews) in a window for static rate guardrails to be judged.
     min_requests: int = Field(5, ge=1)
-    #: Alarm threshold on the univariate core's score, in (0, 1).
-    score_threshold: float = Field(0.99, gt=0, lt=1)
 
 
 class SLO(_Model):

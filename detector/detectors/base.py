@@ -161,7 +161,8 @@ def encode_state(value: Any) -> Any:
     if isinstance(value, deque):
         return {"__deque": [encode_state(v) for v in value], "maxlen": value.maxlen}
     if isinstance(value, np.ndarray):
-        return {"__nd": [encode_state(v) for v in value.ravel().tolist()], "shape": list(value.shape), "dtype": str(value.dtype)}
+        return {"__nd": [encode_state(v) for v in value.ravel().tolist()], "shape": list(value.shape),
+                "dtype": str(value.dtype)}
     if isinstance(value, tuple):
         return {"__tuple": [encode_state(v) for v in value]}
     if isinstance(value, list):

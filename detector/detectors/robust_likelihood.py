@@ -131,7 +131,8 @@ class RobustLikelihood(UnivariateDetector):
         eps = 1e-6 * (abs(self.loc) + 1e-3)
         zl = abs(x - self.loc) / (self.scale + eps)
         zd = abs(x - self.prev) / (self.diff_scale + eps)
-        raw = 1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z))
+        # rounded to 1e-6 (immaterial for a score in [0, 1]) to keep snapshots small
+        raw = round(1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z)), 6)
         margin = self.range_tolerance * (self.hi - self.lo)
         novel = self.n > 1 and (x > self.hi + margin or x < self.lo - margin) and zl >= self.range_z
         return raw, novel
@@ -172,6 +173,15 @@ class RobustLikelihood(UnivariateDetector):
     def score_one(self, x: float) -> float:
         """Score of ``x`` against the state so far (does not learn)."""
         return self._held(self._final(x)[0])
+
+    def surprise(self, x: float) -> float:
+        """Score of ``x`` before the hold-off (does not learn).
+
+        The hold-off only turns a row-by-row score into one alarm per event;
+        a caller with its own persistence and hysteresis (the service's
+        :class:`~detector.detectors.signals.LevelShift`) reads this instead.
+        """
+        return self._final(x)[0]
 
     def learn_one(self, x: float) -> None:
         """Update baselines, likelihood statistics and hold-off with ``x``."""

@@ -17,7 +17,7 @@ from detector.config import Config, RouteConfig
 from detector.detectors.base import Stateful, decode_state, encode_state
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
-from detector.detectors.proportion import CountTest, ProportionTest, Judgement
+from detector.detectors.proportion import CountTest, Judgement, ProportionTest
 from detector.detectors.signals import Alarm, LevelShift
 from detector.windows.aggregate import WindowAggregate
 from detector.windows.sketch import QuantileSketch
@@ -269,7 +269,7 @@ def _type_of(name: str, st: _RouteState, w: WindowAggregate) -> str:
         if not w.errors:
             return "performance"
         top = max(sorted(w.errors), key=w.errors.__getitem__)
-        for group, (classes, itype) in ERROR_GROUPS.items():
+        for classes, itype in ERROR_GROUPS.values():
             if top in classes:
                 return itype
         return "performance"

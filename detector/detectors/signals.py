@@ -1,11 +1,26 @@
 """Level shifts of a continuous signal, and the alarm logic every signal shares.
 
 :class:`LevelShift` judges one value per window (a latency quantile, spend,
-cost per request, tokens) against a robust, seasonal baseline on a log
-scale: an exponentially weighted mean and mean absolute deviation, with an
-hour-of-day profile used once a slot has enough history. Values judged
-anomalous do not update the baseline, so an incident cannot teach the
-detector that it is normal.
+cost per request, tokens, a key's request count). Two things must agree
+before a value is anomalous:
+
+* **the univariate core** -- :func:`core_detector`, the same
+  :class:`~detector.detectors.robust_likelihood.RobustLikelihood` in the
+  same configuration that ``detector bench nab`` scores -- run on the
+  log-transformed series ``log(max(x, floor))`` must call the value
+  surprising (its score before hold-off reaches ``core_threshold``);
+* **the effect-size guard** -- against a robust, seasonal baseline on the
+  same log scale (an exponentially weighted mean and mean absolute
+  deviation, with an hour-of-day profile once a slot has enough history),
+  the value must be ``z`` deviations away *and* ``min_ratio`` times the
+  baseline (sample-size aware: a quantile of ``n`` samples is judged with
+  ``1 / sqrt(n)`` of the spread).
+
+Once a value is anomalous the guard alone keeps the following values
+anomalous. Values judged anomalous are learned neither by the guard's
+baseline nor by the core, so an incident cannot teach the detector that it
+is normal (a core that learned a six-hour incident would not recognise the
+same incident two hours later).
 
 :class:`Alarm` adds warm-up, persistence before firing and hysteresis
 before clearing.
@@ -13,13 +28,13 @@ before clearing.
 >>> d = LevelShift()
 >>> import random
 >>> rng = random.Random(1)
->>> for i in range(300):
+>>> for i in range(1000):
 ...     _ = d.update(300 * rng.lognormvariate(0, 0.1), i * 60_000)
->>> d.update(310.0, 300 * 60_000).anomalous
+>>> d.update(310.0, 1000 * 60_000).anomalous
 False
->>> r = d.update(1200.0, 301 * 60_000)
->>> r.anomalous, round(r.baseline)
-(True, 300)
+>>> r = d.update(1200.0, 1001 * 60_000)
+>>> r.anomalous, round(r.baseline, -1), r.score >= d.core_threshold
+(True, 300.0, True)
 """
 
 from __future__ import annotations
@@ -28,17 +43,23 @@ import math
 
 from detector.detectors.base import Stateful
 from detector.detectors.proportion import Judgement
+from detector.detectors.robust_likelihood import RobustLikelihood
 
-__all__ = ["LevelShift", "Alarm"]
+__all__ = ["LevelShift", "Alarm", "core_detector"]
+
+
+def core_detector() -> RobustLikelihood:
+    """The univariate core every continuous signal runs (and ``detector bench nab`` scores)."""
+    return RobustLikelihood()
 
 
 class LevelShift(Stateful):
-    """Upward (or downward) shift of a positive signal against a seasonal robust baseline.
+    """Upward (or downward) shift of a positive signal: the univariate core plus an effect-size guard.
 
     Parameters
     ----------
     z
-        Robust z-score (in log space) above which a value is anomalous.
+        Robust z-score (in log space) a value must also reach (effect-size guard).
     min_ratio
         Effect size: observed must also be at least ``min_ratio`` x baseline.
     min_scale
@@ -54,6 +75,8 @@ class LevelShift(Stateful):
     floor
         Values are judged as ``log(max(x, floor))``: relative changes count,
         whatever the unit (milliseconds, dollars per request, tokens).
+    core_threshold
+        The core's score (before its hold-off) at which a value is surprising.
     """
 
     def __init__(
@@ -67,6 +90,7 @@ class LevelShift(Stateful):
         direction: str = "up",
         min_value: float = 0.0,
         floor: float = 1.0,
+        core_threshold: float = 0.5,
     ):
         self.z = z
         self.min_ratio = min_ratio
@@ -77,6 +101,7 @@ class LevelShift(Stateful):
         self.direction = direction
         self.min_value = min_value
         self.floor = floor
+        self.core_threshold = core_threshold
         super().__init__()
 
     def _reset(self) -> None:
@@ -85,6 +110,8 @@ class LevelShift(Stateful):
         self.n = 0
         self.slot_mean = [0.0] * 24
         self.slot_n = [0] * 24
+        self.core = core_detector()
+        self.active = False  # the last judged value was anomalous
 
     @staticmethod
     def _slot(ts_ms: int) -> int:
@@ -98,24 +125,25 @@ class LevelShift(Stateful):
         """Judge ``x`` for the window starting at ``ts_ms``; does not learn.
 
         ``n`` is how many samples ``x`` summarises (a quantile of ``n``
-        latencies): its noise is taken to shrink as ``1 / sqrt(n)``.
+        latencies): its noise is taken to shrink as ``1 / sqrt(n)``. The
+        score is the core's.
         """
         if self.n < 2 or not math.isfinite(x):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
         y = math.log(max(x, self.floor))
         mu = self._expected(ts_ms)
         scale = max(1.25 * self.dev / math.sqrt(max(n, 1)), self.min_scale)
-        zval = (y - mu) / scale
         base = math.exp(mu)
         up_thr = max(math.exp(mu + self.z * scale), base * self.min_ratio)
         down_thr = min(math.exp(mu - self.z * scale), base / self.min_ratio)
         up = self.direction in ("up", "both") and x >= up_thr and x >= self.min_value
         down = self.direction in ("down", "both") and x <= down_thr
-        score = 0.5 * math.erfc(-abs(zval) / math.sqrt(2.0))
-        return Judgement(up or down, x, base, down_thr if down else up_thr, score)
+        score = self.core.surprise(y)
+        surprising = self.active or score >= self.core_threshold
+        return Judgement(surprising and (up or down), x, base, down_thr if down else up_thr, score)
 
     def learn(self, x: float, ts_ms: int, n: int = 1) -> None:
-        """Fold ``x`` (a summary of ``n`` samples) into the overall and time-of-day baselines."""
+        """Fold ``x`` (a summary of ``n`` samples) into the guard's overall and time-of-day baselines."""
         if not math.isfinite(x):
             return
         y = math.log(max(x, self.floor))
@@ -136,10 +164,13 @@ class LevelShift(Stateful):
         self.slot_n[s] += 1
 
     def update(self, x: float, ts_ms: int, n: int = 1) -> Judgement:
-        """Evaluate, then learn unless anomalous."""
+        """Evaluate, then learn (the guard's baselines and the core) unless anomalous."""
         r = self.evaluate(x, ts_ms, n)
-        if not r.anomalous:
+        if r.judged:
+            self.active = r.anomalous
+        if not r.anomalous and math.isfinite(x):
             self.learn(x, ts_ms, n)
+            self.core.learn_one(math.log(max(x, self.floor)))
         return r
 
 

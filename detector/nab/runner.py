@@ -45,10 +45,17 @@ class Series:
 
 
 def default_detector() -> UnivariateDetector:
-    """The detector the service runs per signal, in its default configuration."""
-    from detector.detectors.robust_likelihood import RobustLikelihood
+    """The univariate core the service runs on every continuous signal, in its default configuration.
 
-    return RobustLikelihood()
+    :class:`~detector.detectors.signals.LevelShift` builds its core with the
+    same :func:`~detector.detectors.signals.core_detector`; in the service
+    the core sees ``log(max(x, floor))`` of a positive signal and its
+    score (before the hold-off used here) must agree with an effect-size
+    guard. NAB values may be zero or negative, so here it sees the raw value.
+    """
+    from detector.detectors.signals import core_detector
+
+    return core_detector()
 
 
 def _csv_root(data_dir: Path) -> Path:

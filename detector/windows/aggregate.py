@@ -149,7 +149,7 @@ class WindowAggregate:
                 self.flagged_request_ids.append(ev.request_id)
             if ev.trace_id is not None and len(self.flagged_trace_ids) < SAMPLE_CAP:
                 self.flagged_trace_ids.append(ev.trace_id)
-        key = (ev.prompt_version, ev.model, ev.config_version, ev.source_index, ev.tool)
+        key: tuple[str | None, ...] = (ev.prompt_version, ev.model, ev.config_version, ev.source_index, ev.tool)
         st = self.contexts.get(key)
         if st is None:
             if len(self.contexts) >= CONTEXT_CAP:
