@@ -25,7 +25,8 @@ def _replay(args: argparse.Namespace) -> int:
     if not events.is_file():
         print(f"replay: no such events file: {events}", file=sys.stderr)
         return 2
-    replay_file(events, Path(args.out), config, log=sys.stderr)
+    dead = Path(args.dead_letters) if args.dead_letters else None
+    replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead)
     return 0
 
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
     rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
+    rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
 
     cp = sub.add_parser("config", help="config tools")
     csub = cp.add_subparsers(dest="config_command", required=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from detector.config import Config
+from detector.ingest.decode import Rejection
 from detector.pipeline import Pipeline, Stats
 
 __all__ = ["ReplayResult", "replay_lines", "replay_file", "read_lines", "dump_incident"]
@@ -43,9 +44,14 @@ def replay_lines(
     config: Config,
     progress: Callable[[Stats], None] | None = None,
     progress_every: int = 200_000,
+    on_reject: Callable[[bytes, Rejection], None] | None = None,
 ) -> ReplayResult:
-    """Run every line through a fresh pipeline, then flush the open windows."""
-    pipe = Pipeline(config)
+    """Run every line through a fresh pipeline, then flush the open windows.
+
+    ``on_reject`` receives each rejected line with its reason (the service's
+    dead-letter path; replay can keep them in a file).
+    """
+    pipe = Pipeline(config) if on_reject is None else Pipeline(config, on_reject=on_reject)
     out: list[dict[str, Any]] = []
     process = pipe.process
     n = 0
@@ -65,8 +71,14 @@ def dump_incident(incident: dict[str, Any]) -> str:
     return json.dumps(incident, ensure_ascii=False, separators=(",", ":"))
 
 
-def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = None) -> ReplayResult:
-    """Replay ``events`` into ``out``; progress and a summary go to ``log``."""
+def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = None,
+                dead_letters: Path | None = None) -> ReplayResult:
+    """Replay ``events`` into ``out``; progress and a summary go to ``log``.
+
+    With ``dead_letters``, every rejected line is kept there as JSON
+    ``{"reason", "detail", "message"}`` (the message as received, as a
+    dead-letter topic would keep it; it is never logged).
+    """
     started = time.monotonic()
 
     def progress(stats: Stats) -> None:
@@ -74,7 +86,15 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
             rate = stats.read / max(time.monotonic() - started, 1e-9)
             print(f"replay: {stats.read:,} events read ({rate:,.0f}/s)", file=log, flush=True)
 
-    result = replay_lines(read_lines(events), config, progress)
+    if dead_letters is None:
+        result = replay_lines(read_lines(events), config, progress)
+    else:
+        with dead_letters.open("w", encoding="utf-8") as dl:
+            def keep(raw: bytes, rej: Rejection) -> None:
+                dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail,
+                                     "message": raw.decode("utf-8", errors="replace")}) + "\n")
+
+            result = replay_lines(read_lines(events), config, progress, on_reject=keep)
     with out.open("w", encoding="utf-8") as fh:
         for inc in result.incidents:
             fh.write(dump_incident(inc))

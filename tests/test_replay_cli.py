@@ -33,6 +33,19 @@ def test_replay_survives_every_bad_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert out.exists()
 
 
+def test_replay_keeps_dead_letters(tmp_path: Path) -> None:
+    """With --dead-letters every rejected line is kept with its reason; good lines are not."""
+    lines = [*synthetic_lines(5), b"{oops", b'{"event_id":"z","type":"usage","ts":"later","route":"r"}']
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    dead = tmp_path / "dead.jsonl"
+    assert main(["replay", "--events", str(events), "--out", str(tmp_path / "o.jsonl"),
+                 "--dead-letters", str(dead)]) == 0
+    kept = [json.loads(x) for x in dead.read_text(encoding="utf-8").splitlines()]
+    assert [(k["reason"], k["message"]) for k in kept] == [
+        ("not_json", "{oops"), ("bad_timestamp", lines[-1].decode())]
+
+
 def test_replay_deterministic() -> None:
     """The same input gives the same incidents and counters, run after run."""
     lines = synthetic_lines(20_000)
