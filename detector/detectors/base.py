@@ -107,10 +107,12 @@ class Stateful(abc.ABC):
         return {k: v for k, v in vars(self).items() if k not in params}
 
     def snapshot(self) -> dict[str, Any]:
-        """Parameters and learned state as JSON-able values."""
+        """Parameters (those that differ from the defaults) and learned state as JSON-able values."""
+        defaults = _defaults(type(self))
+        params = {k: v for k, v in self._get_params().items() if k not in defaults or defaults[k] != v}
         return {
             "class": self._registry_name,
-            "params": encode_state(self._get_params()),
+            "params": encode_state(params),
             "state": encode_state(self._state()),
         }
 
@@ -124,6 +126,11 @@ class Stateful(abc.ABC):
         for k, v in decode_state(snap["state"]).items():
             setattr(obj, k, v)
         return obj
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
 
 
 class UnivariateDetector(Stateful):

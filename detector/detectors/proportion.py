@@ -134,8 +134,9 @@ class ProportionTest(Stateful):
     def evaluate(self, k: int, n: int) -> Judgement:
         """Judge the spans ending with this window's ``k`` of ``n``; does not learn.
 
-        Every span of ``min_span`` .. ``max_span`` recent windows holding at
-        least ``min_trials`` trials is tested and the most surprising one
+        Spans of ``min_span`` .. ``max_span`` recent windows holding at least
+        ``min_trials`` trials are tested (the shortest such span, then
+        lengths growing by about a quarter each) and the most surprising one
         kept: short spans react fast on busy routes, long spans give quiet
         routes enough evidence.
         """
@@ -149,8 +150,10 @@ class ProportionTest(Stateful):
         ks, ns, spans = k, n, 1
         hist = self.recent
         i = len(hist) - 1
+        next_test = self.min_span
         while True:
-            if spans >= self.min_span and ns >= self.min_trials:
+            if spans >= next_test and ns >= self.min_trials:
+                next_test = spans + 1 + spans // 4
                 kk = ks if ks < ns else ns
                 if kk >= self.min_count and kk / ns >= effect:
                     pval = binom_sf(kk, ns, p0)

@@ -183,6 +183,17 @@ class RobustLikelihood(UnivariateDetector):
         """
         return self._final(x)[0]
 
+    def assess(self, x: float) -> tuple[float, float, float]:
+        """Everything :meth:`learn_assessed` needs about ``x``; its first item is :meth:`surprise`.
+
+        Lets a caller that scores and then (maybe) learns a value evaluate it once.
+        """
+        return self._final(x)
+
+    def learn_assessed(self, x: float, assessed: tuple[float, float, float]) -> None:
+        """Learn ``x`` given :meth:`assess` output for it (same state); equals ``learn_one(x)``."""
+        self._learn(x, *assessed)
+
     def learn_one(self, x: float) -> None:
         """Update baselines, likelihood statistics and hold-off with ``x``."""
         self._learn(x, *self._final(x))

@@ -130,7 +130,9 @@ class LevelShift(Stateful):
         """
         if self.n < 2 or not math.isfinite(x):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
-        y = math.log(max(x, self.floor))
+        return self._judge(x, ts_ms, n, self.core.surprise(math.log(max(x, self.floor))))
+
+    def _judge(self, x: float, ts_ms: int, n: int, score: float) -> Judgement:
         mu = self._expected(ts_ms)
         scale = max(1.25 * self.dev / math.sqrt(max(n, 1)), self.min_scale)
         base = math.exp(mu)
@@ -138,7 +140,6 @@ class LevelShift(Stateful):
         down_thr = min(math.exp(mu - self.z * scale), base / self.min_ratio)
         up = self.direction in ("up", "both") and x >= up_thr and x >= self.min_value
         down = self.direction in ("down", "both") and x <= down_thr
-        score = self.core.surprise(y)
         surprising = self.active or score >= self.core_threshold
         return Judgement(surprising and (up or down), x, base, down_thr if down else up_thr, score)
 
@@ -165,12 +166,18 @@ class LevelShift(Stateful):
 
     def update(self, x: float, ts_ms: int, n: int = 1) -> Judgement:
         """Evaluate, then learn (the guard's baselines and the core) unless anomalous."""
-        r = self.evaluate(x, ts_ms, n)
-        if r.judged:
+        if not math.isfinite(x):
+            return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
+        y = math.log(max(x, self.floor))
+        final = self.core.assess(y)  # one evaluation of the core, for both the score and its learning
+        if self.n < 2:
+            r = Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
+        else:
+            r = self._judge(x, ts_ms, n, final[0])
             self.active = r.anomalous
-        if not r.anomalous and math.isfinite(x):
+        if not r.anomalous:
             self.learn(x, ts_ms, n)
-            self.core.learn_one(math.log(max(x, self.floor)))
+            self.core.learn_assessed(y, final)
         return r
 
 
