@@ -104,7 +104,7 @@ def test_latency_step_fires_within_minutes() -> None:
         return window(i, rng, requests=w.requests, latency_ms=900.0) if i >= WARM else w
 
     out = run(shape, WARM + 30)
-    lat = fired(out, "latency_p95")
+    lat = fired(out, "latency_p50")  # 40 requests a window: too few for p95 (needs 100)
     assert lat and WARM <= lat[0] <= WARM + 5
     assert all(f.incident_type == "performance" for f in out[lat[0]] if f.signal.startswith("latency"))
     assert fired(out[:WARM]) == []
@@ -133,7 +133,7 @@ def test_one_window_spike_does_not_fire() -> None:
     rd = RouteDetectors(Config())
     rng = random.Random(0)
     out = [rd.on_window(shape(i, rng)) for i in range(WARM + 10)]
-    assert rd.routes[ROUTE].last["latency_p95"][0] < 1000  # the spike was judged, then normal again
+    assert rd.routes[ROUTE].last["latency_p50"][0] < 1000  # the spike was judged, then normal again
     assert fired(out) == []
 
 
@@ -162,12 +162,12 @@ def test_long_anomaly_does_not_drag_the_baseline_and_recovery_is_recognised() ->
         return window(i, rng, requests=w.requests, latency_ms=900.0) if slow else w
 
     out = run(shape, again + 20)
-    lat = set(fired(out, "latency_p95"))
+    lat = set(fired(out, "latency_p50"))
     assert set(range(start + 5, end)) <= lat  # held for the whole anomaly
     assert not lat & set(range(end + 10, again))  # cleared after it
     assert lat & set(range(again, again + 10))  # and the next one is recognised
-    base = [f.baseline for f in out[end - 1] if f.signal == "latency_p95"][0]
-    assert 300 < base < 700  # the learned p95 of normal traffic, not the incident's
+    base = [f.baseline for f in out[end - 1] if f.signal == "latency_p50"][0]
+    assert 200 < base < 450  # the learned median of normal traffic, not the incident's
 
 
 def test_level_shift_ignores_small_effects_even_when_surprising() -> None:
@@ -284,7 +284,7 @@ def test_persistence_and_hysteresis_through_the_route() -> None:
         on.append(any(f.signal == "errors_validation" for f in out))
     first, last_hit = anomalous.index(True), max(i for i, a in enumerate(anomalous) if a)
     assert on.index(True) == first + 1  # persistence: the 2nd consecutive anomalous window fires
-    assert 300 <= first <= 301
+    assert 300 <= first <= 302  # the excess must cover min_hot (3) windows before a span counts
     # hysteresis: on through the last anomalous window and 4 calm ones, off from the 5th
     assert on[last_hit + 4] and not any(on[last_hit + 5 :])
 

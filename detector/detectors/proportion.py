@@ -92,6 +92,9 @@ class ProportionTest(Stateful):
         Windows for the baseline's exponential forgetting.
     prior_rate, prior_trials
         Pseudo-counts that keep a new baseline sensible.
+    min_hot, recent_hot
+        Windows whose own rate clears the effect size that a span needs, and
+        how recent the newest of them must be.
     """
 
     def __init__(
@@ -106,6 +109,8 @@ class ProportionTest(Stateful):
         half_life: float = 720.0,
         prior_rate: float = 0.01,
         prior_trials: float = 50.0,
+        min_hot: int = 3,
+        recent_hot: int = 5,
     ):
         self.alpha = alpha
         self.min_trials = min_trials
@@ -117,6 +122,8 @@ class ProportionTest(Stateful):
         self.half_life = half_life
         self.prior_rate = prior_rate
         self.prior_trials = prior_trials
+        self.min_hot = min_hot
+        self.recent_hot = recent_hot
         super().__init__()
 
     def _reset(self) -> None:
@@ -138,7 +145,10 @@ class ProportionTest(Stateful):
         ``min_trials`` trials are tested (the shortest such span, then
         lengths growing by about a quarter each) and the most surprising one
         kept: short spans react fast on busy routes, long spans give quiet
-        routes enough evidence.
+        routes enough evidence. A span only counts when the excess is spread
+        over at least ``min_hot`` windows (a window is hot when its own rate
+        clears the effect size) and one of them is among the last
+        ``recent_hot``: a one-minute burst that has passed is not an incident.
         """
         p0 = self.baseline
         effect = max(p0 * self.min_ratio, p0 + self.min_delta)
@@ -148,6 +158,8 @@ class ProportionTest(Stateful):
             return Judgement(False, k / n if n else 0.0, p0, effect, 0.0)
         best: tuple[float, int, int] | None = None
         ks, ns, spans = k, n, 1
+        hot = 1 if k > 0 and k >= effect * n else 0
+        newest_hot = 1 if hot else 0  # 1-based age of the newest hot window; 0: none yet
         hist = self.recent
         i = len(hist) - 1
         next_test = self.min_span
@@ -155,7 +167,8 @@ class ProportionTest(Stateful):
             if spans >= next_test and ns >= self.min_trials:
                 next_test = spans + 1 + spans // 4
                 kk = ks if ks < ns else ns
-                if kk >= self.min_count and kk / ns >= effect:
+                spread = hot >= self.min_hot and 0 < newest_hot <= self.recent_hot
+                if kk >= self.min_count and kk / ns >= effect and spread:
                     pval = binom_sf(kk, ns, p0)
                     if best is None or pval < best[0]:
                         best = (pval, kk, ns)
@@ -163,10 +176,15 @@ class ProportionTest(Stateful):
                     best = (1.0, kk, ns)
             if spans >= self.max_span or i < 0:
                 break
-            ks += hist[i][0]
-            ns += hist[i][1]
+            kh, nh = hist[i]
+            ks += kh
+            ns += nh
             spans += 1
             i -= 1
+            if kh > 0 and kh >= effect * nh:
+                hot += 1
+                if not newest_hot:
+                    newest_hot = spans
         if best is None:
             return _SKIP
         pval, ks, ns = best
@@ -199,9 +217,11 @@ class ProportionTest(Stateful):
             self.learned += 1
 
     def update(self, k: int, n: int) -> Judgement:
-        """Evaluate, then learn unless anomalous."""
+        """Evaluate, then learn unless anomalous, or anomalous on its own (a burst, or an
+        incident's first windows before it has spread over ``min_hot`` windows)."""
         r = self.evaluate(k, n)
-        self.learn(k, n, 0.0 if r.anomalous else 1.0)
+        outlier = r.anomalous or (k >= self.min_count and binom_sf(k, max(n, k), self.baseline) < self.alpha)
+        self.learn(k, n, 0.0 if outlier else 1.0)
         return r
 
 
@@ -225,6 +245,7 @@ class CountTest(Stateful):
         slot_half_life: float = 30.0,
         slot_min: int = 30,
         slots: int = 24,
+        fast_half_life: float = 10.0,
     ):
         self.alpha = alpha
         self.min_expected = min_expected
@@ -235,10 +256,12 @@ class CountTest(Stateful):
         self.slot_half_life = slot_half_life
         self.slot_min = slot_min
         self.slots = slots
+        self.fast_half_life = fast_half_life
         super().__init__()
 
     def _reset(self) -> None:
         self.level = 0.0
+        self.fast = 0.0
         self.n = 0
         self.slot_level = [0.0] * self.slots
         self.slot_n = [0] * self.slots
@@ -252,7 +275,9 @@ class CountTest(Stateful):
         s = self._slot(ts_ms)
         if self.slot_n[s] >= self.slot_min:
             return self.slot_level[s]
-        return self.level
+        # no history for this hour yet: the slow level lags a daily decline, so trust the lower
+        # of it and a fast level (a real stop still drains both, only less quickly)
+        return min(self.level, self.fast)
 
     def evaluate(self, count: int, ts_ms: int) -> Judgement:
         """Judge this window (pooled with recent ones for drops); does not learn."""
@@ -291,6 +316,8 @@ class CountTest(Stateful):
         # a plain average until the exponential weights take over, so a first busy window cannot linger
         a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
         self.level += a * (count - self.level)
+        fa = max(1.0 - 0.5 ** (1.0 / self.fast_half_life), 1.0 / (self.n + 1))
+        self.fast += fa * (count - self.fast)
         self.n += 1
         s = self._slot(ts_ms)
         sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))

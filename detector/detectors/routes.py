@@ -35,9 +35,11 @@ ERROR_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
 MIN_LATENCY_SAMPLES = 5
 #: Requests pooled before cost per request is judged.
 MIN_COST_REQUESTS = 5
-#: Fewest latency samples for each quantile to be judged (a p99 of ten samples is their maximum).
-LATENCY_MIN_SAMPLES = {"latency_p50": 5, "latency_p95": 20, "latency_p99": 100}
+#: Fewest latency samples for each quantile to be judged: a tail quantile must rest on several
+#: requests beyond it (5 for p95, 10 for p99), or a few ordinary timeouts move it.
+LATENCY_MIN_SAMPLES = {"latency_p50": 5, "latency_p95": 100, "latency_p99": 1000}
 AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
+COST_SIGNALS = frozenset(("spend", "cost_per_request", "tokens", "runaway_key"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,10 @@ SIGNALS: tuple[_Spec, ...] = (
     _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
     *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
     _Spec("review_rejection_rate", "bad_output",
-          lambda rc: ProportionTest(prior_rate=0.05, min_delta=0.1, min_trials=10, min_count=3)),
+          # reviews are sparse (a few per cent of requests) and judged only when present: pool up to an
+          # hour of them, at a looser alpha
+          lambda rc: ProportionTest(alpha=1e-4, prior_rate=0.05, min_delta=0.1, min_trials=8, min_count=3,
+                                    max_span=60)),
     _Spec("request_volume", "performance", lambda rc: CountTest()),
     _Spec("spend", "cost", _level(min_ratio=2.5, z=5.0, min_value=0.01, floor=1e-4)),
     _Spec("cost_per_request", "cost", _level(min_ratio=2.0, z=5.0, floor=1e-6)),
@@ -218,6 +223,14 @@ class RouteDetectors:
         if g.max_rejection_rate is not None and reviews >= self.config.detectors.min_requests:
             results["guardrail_rejection_rate"] = _limit(w.rejection_rate, g.max_rejection_rate)
 
+        # More traffic is not an incident by itself (SPEC's types have no "busy" type): a volume
+        # spike counts only as a cost signal beside spend, cost per request, tokens or a loop.
+        vol_r = results.get("request_volume")
+        if vol_r is not None and vol_r.anomalous and vol_r.observed > vol_r.baseline:
+            costly = any(r is not None and r.anomalous for name, r in results.items() if name in COST_SIGNALS)
+            if not costly:
+                results["request_volume"] = Judgement(False, vol_r.observed, vol_r.baseline, vol_r.threshold,
+                                                      vol_r.score)
         return self._fire(st, w, results)
 
     def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:

@@ -248,9 +248,12 @@ class ChangeTracker:
             for key, per in sorted(_split(kind, window.versions[kind]).items()):
                 k = r.kind(key)
                 had_history = bool(k.seen)
-                total = sum(st[V_EVENTS] for st in per.values())
-                for v in sorted(per, key=lambda v: (-per[v][V_EVENTS], v)):
-                    if v == OTHER:
+                # reviews arrive minutes late carrying the versions of the request they judge:
+                # only traffic (usage, latency, cost, error events) shows which version is live
+                traffic = {v: st[V_EVENTS] - st[V_REVIEWS] for v, st in per.items()}
+                total = sum(traffic.values())
+                for v in sorted(per, key=lambda v: (-traffic[v], v)):
+                    if v == OTHER or traffic[v] <= 0:
                         continue
                     if v not in k.seen and had_history and _last_to(k) != v:
                         _append(k, _entry(window.start, kind, k.dominant, v, None))
@@ -260,7 +263,7 @@ class ChangeTracker:
                     oldest = sorted(k.seen.items(), key=lambda kv: (kv[1], kv[0]))
                     for v, _ in oldest[: len(k.seen) - SEEN_CAP]:
                         del k.seen[v]
-                dom = _dominant(per) if total >= self.min_events else None
+                dom = _dominant_traffic(traffic) if total >= self.min_events else None
                 if dom is not None:
                     if k.dominant is not None and dom != k.dominant and _last_to(k) != dom:
                         _append(k, _entry(window.start, kind, k.dominant, dom, None))
@@ -571,13 +574,13 @@ def _cap(stats: _Stats) -> None:
             del stats[v]
 
 
-def _dominant(per: _Stats) -> str | None:
-    """The version holding at least half of the kind's events (None if none does)."""
-    total = sum(st[V_EVENTS] for st in per.values())
+def _dominant_traffic(traffic: dict[str, float]) -> str | None:
+    """The version holding at least half of the kind's traffic events (None if none does)."""
+    total = sum(traffic.values())
     if total <= 0:
         return None
-    v = min((v for v in per if v != OTHER), key=lambda v: (-per[v][V_EVENTS], v), default=None)
-    return v if v is not None and per[v][V_EVENTS] * 2 >= total else None
+    v = min((v for v in traffic if v != OTHER), key=lambda v: (-traffic[v], v), default=None)
+    return v if v is not None and traffic[v] * 2 >= total else None
 
 
 def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:

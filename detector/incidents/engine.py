@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,7 @@ from detector.incidents.evidence import build_evidence
 from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
 from detector.ingest.decode import parse_ts
-from detector.windows.aggregate import WindowAggregate
+from detector.windows.aggregate import V_EVENTS, V_REVIEWS, WindowAggregate
 from detector.windows.windower import RouteEvicted
 
 __all__ = ["IncidentEngine", "incident_id"]
@@ -35,6 +36,12 @@ __all__ = ["IncidentEngine", "incident_id"]
 Incident = dict[str, Any]
 #: Anomalous windows kept per incident for evidence and change correlation.
 WINDOW_CAP = 10
+#: Windows before the firing one that may join an incident when they hold its errors.
+LEAD_WINDOWS = 3
+#: Signals counted in errors: their incidents' affected requests are the errors, not all traffic.
+ERROR_SIGNALS = ("errors_", "slo_burn_rate", "guardrail_error_rate")
+#: Types whose affected requests are specific events (errors, bad reviews).
+COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
 
 def incident_id(route: str, incident_type: str, started_ms: int) -> str:
@@ -72,6 +79,7 @@ class _Open:
         self.last_emit = -1
         self.notified = False
         self.recurrence = False
+        self.error_based = False
         self.pending_update = False
         self.versions_before: dict[str, list[str]] = {}
 
@@ -109,6 +117,7 @@ class IncidentEngine:
         # ``_before_win`` and read only when an incident opens (or a snapshot is taken)
         self.before: dict[str, dict[str, list[str]]] = {}
         self._before_win: dict[str, WindowAggregate] = {}
+        self._recent: dict[str, deque[WindowAggregate]] = {}  # route -> its last closed windows
         self.changes = ChangeTracker()
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
@@ -127,6 +136,10 @@ class IncidentEngine:
         self.changes.observe(w, healthy)
         for itype in sorted(by_type):
             out.extend(self._fire(w, rc, itype, by_type[itype]))
+        ring = self._recent.get(w.route)
+        if ring is None:
+            ring = self._recent[w.route] = deque(maxlen=LEAD_WINDOWS)
+        ring.append(w)
         for key in [k for k, o in self.open.items() if o.route == w.route and o.itype not in by_type]:
             o = self.open[key]
             if w.end - o.last_fire >= self.resolve_ms:
@@ -143,6 +156,7 @@ class IncidentEngine:
         self.changes.forget(evicted.route)
         self.before.pop(evicted.route, None)
         self._before_win.pop(evicted.route, None)
+        self._recent.pop(evicted.route, None)
         return out
 
     def on_command(self, cmd: Command) -> list[Incident]:
@@ -173,10 +187,21 @@ class IncidentEngine:
         key = f"{w.route}\x1f{itype}"
         o = self.open.get(key)
         opened = o is None
+        lead: list[WindowAggregate] = []
         if o is None:
+            error_based = all(f.signal.startswith(ERROR_SIGNALS) for f in firings)
             first = min(f.window_start for f in firings)
             started = max(0, first - (self.persistence - 1) * self.size_ms)
+            if error_based or itype in COUNTED_TYPES:
+                # the windows just before, whose errors (or bad reviews) the rate test pooled
+                for pw in reversed(self._recent.get(w.route, ())):
+                    if affected(itype, pw, error_based)[0] <= 0:
+                        break
+                    lead.insert(0, pw)
+                if lead:
+                    started = min(started, lead[0].start)
             o = self.open[key] = _Open(w.route, itype, started, w.end)
+            o.error_based = error_based
             o.versions_before = self._versions_before(w.route)
             until = self.heightened.get(key)
             o.recurrence = until is not None and w.end <= until
@@ -192,20 +217,24 @@ class IncidentEngine:
                 o.stopped = True
             if f.subject and (o.subject is None or itype == "tool_failure"):
                 o.subject = f.subject
-        if len(o.windows) < WINDOW_CAP:
-            o.windows.append(w)
-        n_aff, tenants = affected(itype, w)
-        o.aff_requests += n_aff
-        o.route_requests += max(w.requests, n_aff)
-        if len(o.tenants) < 1000:
-            o.tenants |= set(sorted(tenants)[: 1000 - len(o.tenants)])
+        for aw in [*lead, w]:
+            if len(o.windows) < WINDOW_CAP:
+                o.windows.append(aw)
+            n_aff, tenants = affected(itype, aw, o.error_based)
+            o.aff_requests += n_aff
+            o.route_requests += max(aw.requests, n_aff)
+            if len(o.tenants) < 1000:
+                o.tenants |= set(sorted(tenants)[: 1000 - len(o.tenants)])
         share = o.aff_requests / o.route_requests if o.route_requests else (1.0 if o.stopped else 0.0)
         sev = severity(itype, o.magnitude, share, len(o.tenants), rc, o.stopped)
         if o.recurrence:
             sev = bump(sev)
         target_before = o.rollback
-        if o.rollback is None and len(o.windows) <= 3:
-            o.rollback = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
+        if o.rollback is None and len(o.windows) <= 3 + LEAD_WINDOWS:
+            target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
+            # never "roll back" to the version the anomalous traffic is already on (after a revert)
+            if target is not None and _dominant_version(o.windows, target["kind"]) != target["to_version"]:
+                o.rollback = target
         silenced = self._silenced(w.route, w.end)
         if opened:
             o.severity = sev
@@ -309,6 +338,7 @@ class IncidentEngine:
             "heightened": dict(self.heightened),
             "before": {r: self._versions_before(r) for r in sorted(set(self.before) | set(self._before_win))},
             "changes": self.changes.snapshot(),
+            "recent": {r: [w.to_dict() for w in ring] for r, ring in self._recent.items()},
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -319,6 +349,8 @@ class IncidentEngine:
         self.before = snap["before"]
         self._before_win = {}
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
+        self._recent = {r: deque((WindowAggregate.from_dict(w) for w in ws), maxlen=LEAD_WINDOWS)
+                        for r, ws in snap.get("recent", {}).items()}
 
 
 _STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}
@@ -326,6 +358,18 @@ _STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}
 
 def rank_status(s: str) -> int:
     return _STATUS_RANK[s]
+
+
+def _dominant_version(windows: Sequence[WindowAggregate], kind: str) -> str | None:
+    """The version carrying most traffic events (not reviews) of ``kind`` across ``windows``."""
+    counts: dict[str, float] = {}
+    for w in windows:
+        for v, st in w.versions.get(kind, {}).items():
+            counts[v] = counts.get(v, 0) + st[V_EVENTS] - st[V_REVIEWS]
+    if not counts:
+        return None
+    best = max(sorted(counts), key=counts.__getitem__)
+    return best if counts[best] * 2 > sum(counts.values()) else None
 
 
 def _ms(dt: datetime) -> int:

@@ -65,12 +65,17 @@ def severity(incident_type: str, magnitude: float, share: float, tenants: int, r
     return level
 
 
-def affected(incident_type: str, w: WindowAggregate) -> tuple[int, set[str]]:
-    """Requests and tenants of one window that the incident type affects."""
+def affected(incident_type: str, w: WindowAggregate, error_based: bool = False) -> tuple[int, set[str]]:
+    """Requests and tenants of one window that the incident type affects.
+
+    Errors (or bad reviews) for the error-driven types, and for a performance
+    incident raised by error signals (``error_based``); every request when
+    the route as a whole is slow, stopped or costly.
+    """
     classes = TYPE_CLASSES.get(incident_type)
     if incident_type == "bad_output":
         n = w.bad_reviews + sum(w.errors.get(c, 0) for c in classes or ())
         return n, set(w.affected_tenants)
-    if classes is not None and incident_type != "performance":
+    if classes is not None and (incident_type != "performance" or error_based):
         return sum(w.errors.get(c, 0) for c in classes), set(w.affected_tenants)
     return w.requests, set(w.tenants)
