@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,8 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_gc() -> None:
+    """Collect cyclic garbage less often: this process keeps many small, long-lived containers
+    (window aggregates, detector state) that have no cycles, and CPython's default thresholds
+    would traverse them again and again (about a fifth of replay time, measured). Reference
+    counting still frees everything at once; cycles are still collected, just in bigger batches."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tune_gc()
     parser = build_parser()
     if len(argv) >= 2 and argv[0] == "bench":
         args = parser.parse_args(argv[:2])

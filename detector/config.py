@@ -83,7 +83,8 @@ class DetectorsConfig(_Model):
     persistence: int = Field(2, ge=1)
     #: Consecutive healthy windows before a signal clears.
     clear_after: int = Field(5, ge=1)
-    #: Minimum requests (or reviews) in a window for static rate guardrails to be judged.
+    #: Minimum requests in a window for per-window totals (spend, tokens, the busiest trace) and
+    #: static rate guardrails to be judged.
     min_requests: int = Field(5, ge=1)
 
 

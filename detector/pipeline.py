@@ -20,7 +20,7 @@ callback (the service dead-letters them; replay counts them).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -175,6 +175,8 @@ class Pipeline:
         self.windower = Windower(config.windows)
         self.stats = Stats()
         self._next_close: int | None = None
+        self._decode = self.decoder.decode
+        self._seen = self.dedup.seen
 
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
         self.stats.rejected[rejection.reason] += 1
@@ -182,32 +184,45 @@ class Pipeline:
 
     def process(self, raw: bytes) -> list[Incident]:
         """Process one message; returns the incident events it caused (often none)."""
-        self.stats.read += 1
-        res = self.decoder.decode(raw)
-        if type(res) is not Decoded:
-            assert isinstance(res, Rejection)
-            self._reject(raw, res)
-            return []
-        ts = res.ts_ms
-        verdict = self.windower.check(ts)
-        if verdict is not None:
-            if verdict == "future":
-                self._reject(raw, Rejection("future_timestamp", "$.ts: too far ahead of the watermark"))
-            else:
-                self._reject(raw, Rejection("late", "$.ts: its window is already closed"))
-            return []
-        if self.dedup.seen(res.event.event_id):
-            self.stats.duplicates += 1
-            return []
-        self.stats.accepted += 1
-        self.windower.add(res.event, ts)
-        wm = self.windower.watermark
-        if self._next_close is not None and wm is not None and wm < self._next_close:
-            return self._close([]) if self.windower.has_evictions else []
-        out = self._close(self.windower.advance())
-        if wm is not None:
-            size = self.windower.size_ms
-            self._next_close = wm - wm % size + size
+        return self.process_many((raw,))
+
+    def process_many(self, raws: Iterable[bytes]) -> list[Incident]:
+        """Process messages in order (a file's lines, a consumer's poll); returns the incident events."""
+        out: list[Incident] = []
+        stats, win, decode, seen, reject = self.stats, self.windower, self._decode, self._seen, self._reject
+        add, lateness, future = win.add, win.lateness_ms, win.max_future_ms
+        read = accepted = duplicates = 0
+        for raw in raws:
+            read += 1
+            res = decode(raw)
+            if res.__class__ is not Decoded:
+                reject(raw, res)  # type: ignore[arg-type]  # not Decoded: a Rejection
+                continue
+            ts = res.ts_ms
+            if win.max_ts is not None:  # Windower.check, inlined on the hot path
+                if ts > win.max_ts + future:
+                    reject(raw, Rejection("future_timestamp", "$.ts: too far ahead of the watermark"))
+                    continue
+                if win.closed_end is not None and ts < win.closed_end:
+                    reject(raw, Rejection("late", "$.ts: its window is already closed"))
+                    continue
+            ev = res.event
+            if seen(ev.event_id):
+                duplicates += 1
+                continue
+            accepted += 1
+            add(ev, ts)
+            wm = win.max_ts - lateness  # type: ignore[operator]  # set by add
+            nxt = self._next_close
+            if nxt is not None and wm < nxt:
+                if win.has_evictions:
+                    out.extend(self._close([]))
+                continue
+            out.extend(self._close(win.advance()))
+            self._next_close = wm - wm % win.size_ms + win.size_ms
+        stats.read += read
+        stats.accepted += accepted
+        stats.duplicates += duplicates
         return out
 
     def flush(self) -> list[Incident]:

@@ -53,15 +53,15 @@ def replay_lines(
     """
     pipe = Pipeline(config) if on_reject is None else Pipeline(config, on_reject=on_reject)
     out: list[dict[str, Any]] = []
-    process = pipe.process
-    n = 0
+    batch: list[bytes] = []
     for raw in lines:
-        found = process(raw)
-        if found:
-            out.extend(found)
-        n += 1
-        if progress is not None and n % progress_every == 0:
-            progress(pipe.stats)
+        batch.append(raw)
+        if len(batch) == progress_every:
+            out.extend(pipe.process_many(batch))
+            batch.clear()
+            if progress is not None:
+                progress(pipe.stats)
+    out.extend(pipe.process_many(batch))
     out.extend(pipe.flush())
     return ReplayResult(out, pipe.stats)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from itertools import islice
+from typing import NamedTuple
 
 from scipy.special import betainc, gammaincc
 
@@ -58,9 +59,8 @@ def poisson_sf(k: int, lam: float) -> float:
     return 1.0 - poisson_cdf(k - 1, lam)
 
 
-@dataclass(frozen=True, slots=True)
-class Judgement:
-    """One evaluation: observed vs baseline, the critical value, a score in [0, 1]."""
+class Judgement(NamedTuple):
+    """One evaluation: observed vs baseline, the critical value, a score in [0, 1] (a tuple: cheap to make)."""
 
     anomalous: bool
     observed: float
@@ -156,9 +156,13 @@ class ProportionTest(Stateful):
             if n + self.recent_n < self.min_trials:
                 return _SKIP
             return Judgement(False, k / n if n else 0.0, p0, effect, 0.0)
+        hot = 1 if k > 0 and k >= effect * n else 0
+        if not hot and not any(kh > 0 and kh >= effect * nh for kh, nh in islice(reversed(self.recent),
+                                                                             self.recent_hot - 1)):
+            # no recent window clears the effect size: no span can count (see min_hot), skip the scan
+            return Judgement(False, k / n if n else 0.0, p0, effect, 0.0)
         best: tuple[float, int, int] | None = None
         ks, ns, spans = k, n, 1
-        hot = 1 if k > 0 and k >= effect * n else 0
         newest_hot = 1 if hot else 0  # 1-based age of the newest hot window; 0: none yet
         hist = self.recent
         i = len(hist) - 1
@@ -284,10 +288,14 @@ class CountTest(Stateful):
         lam = self.expected(ts_ms)
         if self.n == 0:
             return _SKIP
-        # drop / stop: scan spans of recent windows, keep the most surprising
+        # drop / stop: scan spans of recent windows, keep the most surprising; a window holding
+        # more than half of what it should is recovering or normal, and is not scanned
         best: tuple[float, int, float] | None = None
+        if count > 0.5 * lam:
+            hist: deque[list[float]] = deque()
+        else:
+            hist = self.recent
         k_span, lam_span = count, lam
-        hist = self.recent
         i = len(hist) - 1
         while True:
             if lam_span >= self.min_expected and k_span <= self.drop_ratio * lam_span:
@@ -302,11 +310,12 @@ class CountTest(Stateful):
         if best is not None and best[0] < self.alpha:
             p_low, k_span, lam_span = best
             return Judgement(True, float(k_span), lam_span, self.drop_ratio * lam_span, 1.0 - p_low)
-        if lam >= 1.0 or count >= self.min_expected:
+        spike = self.spike_ratio * max(lam, 1.0)
+        if count >= spike and count >= self.min_expected:
             p_high = poisson_sf(count, max(lam, 0.5))
-            if p_high < self.alpha and count >= self.spike_ratio * max(lam, 1.0) and count >= self.min_expected:
-                return Judgement(True, float(count), lam, self.spike_ratio * max(lam, 1.0), 1.0 - p_high)
-        return Judgement(False, float(count), lam, self.spike_ratio * max(lam, 1.0), 0.0)
+            if p_high < self.alpha:
+                return Judgement(True, float(count), lam, spike, 1.0 - p_high)
+        return Judgement(False, float(count), lam, spike, 0.0)
 
     def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
         """Update the overall and slot levels (skipped for weight 0); track the span."""

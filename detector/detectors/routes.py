@@ -166,7 +166,7 @@ class RouteDetectors:
         for name, (classes, _) in ERROR_GROUPS.items():
             det = d[name]
             assert isinstance(det, ProportionTest)
-            k = sum(w.errors.get(c, 0) for c in classes)
+            k = sum([w.errors.get(c, 0) for c in classes]) if w.errors else 0
             results[name] = det.update(k, n) if n else None
         if w.errors_by_tool:
             st.subject["errors_tool"] = max(sorted(w.errors_by_tool), key=w.errors_by_tool.__getitem__)
@@ -183,7 +183,10 @@ class RouteDetectors:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
 
-        if w.cost_events:
+        # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
+        # requests; such routes are judged by cost per request (pooled) instead
+        busy = w.requests >= self.config.detectors.min_requests
+        if w.cost_events and busy:
             results["spend"] = _lvl(d["spend"], w.cost_usd, w.start)
         # cost per request: pool quiet windows until enough requests
         if w.requests and w.cost_events:
@@ -194,7 +197,7 @@ class RouteDetectors:
                 st.pending_cost = None
             else:
                 st.pending_cost = pc
-        if w.requests:
+        if busy:
             results["tokens"] = _lvl(d["tokens"], float(w.tokens), w.start)
             top = w.top_key()
             count = float(top[2]) if top else 0.0
@@ -224,10 +227,12 @@ class RouteDetectors:
             results["guardrail_rejection_rate"] = _limit(w.rejection_rate, g.max_rejection_rate)
 
         # More traffic is not an incident by itself (SPEC's types have no "busy" type): a volume
-        # spike counts only as a cost signal beside spend, cost per request, tokens or a loop.
+        # spike counts only as a cost signal beside spend, cost per request, tokens or a loop, or
+        # when one trace or request holds most of it (a loop on a route too quiet for a baseline).
         vol_r = results.get("request_volume")
         if vol_r is not None and vol_r.anomalous and vol_r.observed > vol_r.baseline:
-            costly = any(r is not None and r.anomalous for name, r in results.items() if name in COST_SIGNALS)
+            costly = w.max_key_share >= 0.5 or any(
+                r is not None and r.anomalous for name, r in results.items() if name in COST_SIGNALS)
             if not costly:
                 results["request_volume"] = Judgement(False, vol_r.observed, vol_r.baseline, vol_r.threshold,
                                                       vol_r.score)
@@ -241,7 +246,7 @@ class RouteDetectors:
                 st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(w.start), float(w.end)]
                 on = alarm.step(r.anomalous)
             else:
-                on = alarm.step(None)
+                on = alarm.firing  # nothing judged: the alarm stays as it is
             if not on or name not in st.last:
                 continue
             obs, base, thr, score, ws, we = st.last[name]

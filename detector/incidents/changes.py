@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from operator import add
 from typing import Any
 
 from detector.events import CHANGE_KINDS
@@ -274,8 +275,7 @@ class ChangeTracker:
                 for v, st in per.items():
                     if v != OTHER:
                         acc = k.post.setdefault(v, [0.0] * (2 * _N))
-                        for i in range(_N):
-                            acc[off + i] += st[i]
+                        acc[off:off + _N] = map(add, acc[off:off + _N], st)
                 _cap(k.post)
         if healthy and enough:
             spans = r.healthy_spans

@@ -90,7 +90,7 @@ class WindowAggregate:
     def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:
         """Add one event of this route and window."""
         self.events += 1
-        _ADD[type(ev)](self, ev, ts_ms)
+        ADDERS[type(ev)](self, ev, ts_ms)
 
     def _add_usage(self, ev: UsageEvent, ts_ms: int | None) -> None:
         requests = ev.requests
@@ -306,7 +306,8 @@ _PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output
           "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
 
 
-_ADD: dict[type, Callable[[WindowAggregate, Any, int | None], None]] = {
+#: Event type -> the WindowAggregate method that adds it (the windower calls these directly).
+ADDERS: dict[type, Callable[[WindowAggregate, Any, int | None], None]] = {
     UsageEvent: WindowAggregate._add_usage,
     LatencyEvent: WindowAggregate._add_latency,
     CostEvent: WindowAggregate._add_cost,

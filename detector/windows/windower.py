@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from detector.config import WindowsConfig
 from detector.events import TelemetryEvent
-from detector.windows.aggregate import WindowAggregate
+from detector.windows.aggregate import ADDERS, WindowAggregate
 
 __all__ = ["Windower", "RouteEvicted"]
 
@@ -98,7 +98,8 @@ class Windower:
             agg = r.open[start] = WindowAggregate(ev.route, start, start + size)
             if start < r.next_start:  # an in-time event before the route's first window
                 r.next_start = start
-        agg.add(ev, ts_ms)
+        agg.events += 1  # WindowAggregate.add, inlined on the hot path
+        ADDERS[type(ev)](agg, ev, ts_ms)
         if self.max_ts is None or ts_ms > self.max_ts:
             self.max_ts = ts_ms
 
