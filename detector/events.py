@@ -19,6 +19,7 @@ Telemetry is a tagged union on ``type``; unknown fields are ignored:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -91,11 +92,12 @@ Route = Annotated[str, Meta(min_length=1, max_length=256)]
 Context = Annotated[str, Meta(max_length=256)]
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Tokens = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
-#: RFC 3339 string or epoch milliseconds; parsed by ``ingest.decode``.
-Timestamp = str | float
+#: RFC 3339 text (decoded by msgspec, in C) or epoch milliseconds; ``ingest.decode`` turns
+#: either into epoch milliseconds and rejects text without a UTC offset.
+Timestamp = datetime | float
 
 
-class _Base(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+class _Base(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, gc=False):
     """Fields every telemetry event carries (SPEC section 1)."""
 
     event_id: EventId

@@ -172,7 +172,10 @@ class ProportionTest(Stateful):
                 next_test = spans + 1 + spans // 4
                 kk = ks if ks < ns else ns
                 spread = hot >= self.min_hot and 0 < newest_hot <= self.recent_hot
-                if kk >= self.min_count and kk / ns >= effect and spread:
+                # the exact tail only where a normal approximation says it could matter (binomial
+                # tails of small rates are heavier than normal ones, so 2.5 sigma is a safe gate)
+                if (kk >= self.min_count and kk / ns >= effect and spread
+                        and kk - ns * p0 > 2.5 * math.sqrt(ns * p0 * (1.0 - p0))):
                     pval = binom_sf(kk, ns, p0)
                     if best is None or pval < best[0]:
                         best = (pval, kk, ns)

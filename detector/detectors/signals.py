@@ -39,6 +39,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import math
 
 from detector.detectors.base import Stateful
@@ -51,6 +52,12 @@ __all__ = ["LevelShift", "Alarm", "core_detector"]
 def core_detector() -> RobustLikelihood:
     """The univariate core every continuous signal runs (and ``detector bench nab`` scores)."""
     return RobustLikelihood()
+
+
+@functools.lru_cache(maxsize=64)
+def _rate(half_life: float) -> float:
+    """Per-step weight of an exponential average with this half-life (in steps)."""
+    return float(1.0 - 0.5 ** (1.0 / half_life))
 
 
 class LevelShift(Stateful):
@@ -134,12 +141,14 @@ class LevelShift(Stateful):
 
     def _judge(self, x: float, ts_ms: int, n: int, score: float) -> Judgement:
         mu = self._expected(ts_ms)
-        scale = max(1.25 * self.dev / math.sqrt(max(n, 1)), self.min_scale)
+        scale = max(1.25 * self.dev / math.sqrt(n) if n > 1 else 1.25 * self.dev, self.min_scale)
         base = math.exp(mu)
         up_thr = max(math.exp(mu + self.z * scale), base * self.min_ratio)
+        up = self.direction != "down" and x >= up_thr and x >= self.min_value
+        if self.direction == "up":
+            return Judgement((self.active or score >= self.core_threshold) and up, x, base, up_thr, score)
         down_thr = min(math.exp(mu - self.z * scale), base / self.min_ratio)
-        up = self.direction in ("up", "both") and x >= up_thr and x >= self.min_value
-        down = self.direction in ("down", "both") and x <= down_thr
+        down = x <= down_thr
         surprising = self.active or score >= self.core_threshold
         return Judgement(surprising and (up or down), x, base, down_thr if down else up_thr, score)
 
@@ -151,7 +160,7 @@ class LevelShift(Stateful):
         if self.n == 0:
             self.mean = y
         else:
-            a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
+            a = max(_rate(self.half_life), 1.0 / (self.n + 1))
             err = y - self.mean
             self.mean += a * err
             self.dev += a * (abs(err) * math.sqrt(max(n, 1)) - self.dev)
@@ -160,7 +169,7 @@ class LevelShift(Stateful):
         if self.slot_n[s] == 0:
             self.slot_mean[s] = y
         else:
-            sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
+            sa = max(_rate(self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
             self.slot_mean[s] += sa * (y - self.slot_mean[s])
         self.slot_n[s] += 1
 

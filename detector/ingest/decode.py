@@ -71,8 +71,8 @@ class Rejection:
     detail: str
 
 
-def parse_ts(value: str | float) -> int | None:
-    """Epoch milliseconds from RFC 3339 text or epoch milliseconds; None if unparseable.
+def parse_ts(value: str | float | datetime) -> int | None:
+    """Epoch milliseconds from RFC 3339 text, a datetime, or epoch milliseconds; None if unusable.
 
     >>> parse_ts("2026-01-01T00:00:00.250+01:00")
     1767222000250
@@ -81,25 +81,24 @@ def parse_ts(value: str | float) -> int | None:
     """
     if isinstance(value, str):
         try:
-            dt = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             return None
-        if dt.tzinfo is None:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
             return None
-        return int(dt.timestamp() * 1000)
+        return int(value.timestamp() * 1000)
     if value != value or value in (float("inf"), float("-inf")):
         return None
     return int(value)
 
 
 class Decoder:
-    """Validates messages against SPEC section 1 (keeps only a one-entry timestamp cache)."""
+    """Validates messages against SPEC section 1. Stateless; safe to share."""
 
     def __init__(self, max_bytes: int = 65536):
         self.max_bytes = max_bytes
         self._decoder = msgspec.json.Decoder(TelemetryEvent)
-        self._last_ts: str | float | None = None
-        self._last_ms: int | None = None
 
     def decode(self, raw: bytes) -> Decoded | Rejection:
         """Decode one message. Every failure becomes a :class:`Rejection`."""
@@ -111,12 +110,7 @@ class Decoder:
             return _classify(str(err))
         except msgspec.DecodeError:
             return Rejection("not_json", "not valid UTF-8 JSON")
-        ts = event.ts
-        if ts == self._last_ts:  # a request's usage, latency and cost events often share one
-            ts_ms = self._last_ms
-        else:
-            ts_ms = parse_ts(ts)
-            self._last_ts, self._last_ms = ts, ts_ms
+        ts_ms = parse_ts(event.ts)
         if ts_ms is None:
             return Rejection("bad_timestamp", "$.ts: not RFC 3339 with offset, nor epoch milliseconds")
         if not MIN_TS_MS <= ts_ms < MAX_TS_MS:
