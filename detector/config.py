@@ -22,19 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from detector.events import Action, IncidentType
+
 __all__ = ["Config", "RouteConfig", "ConfigError", "load_config", "config_errors", "parse_config"]
 
-ActionName = Literal[
-    "pause_feature",
-    "draft_only",
-    "manual_review",
-    "rollback",
-    "disable_tool",
-    "narrow_sources",
-    "rate_limit",
-    "failover_route",
-]
-IncidentTypeName = Literal["bad_output", "retrieval_failure", "tool_failure", "access_privacy", "performance", "cost"]
+ActionName = Action  # one list of containment actions, in events.py
+IncidentTypeName = IncidentType
 
 
 class _Model(BaseModel):

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 from detector.config import Config
 from detector.detectors.firing import Firing
+from detector.detectors.routes import RouteDetectors
+from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
 from detector.windows.aggregate import WindowAggregate
@@ -137,19 +139,7 @@ def _ignore(raw: bytes, rejection: Rejection) -> None:
 
 def default_stages(config: Config) -> tuple[DetectorStage, IncidentStage]:
     """The built-in detector and incident stages for a config."""
-    try:
-        from detector.detectors.routes import RouteDetectors
-    except ImportError:  # detector stage not built yet
-        detectors: DetectorStage = NullDetectors()
-    else:
-        detectors = RouteDetectors(config)
-    try:
-        from detector.incidents.engine import IncidentEngine
-    except ImportError:
-        incidents: IncidentStage = NullIncidents()
-    else:
-        incidents = IncidentEngine(config)
-    return detectors, incidents
+    return RouteDetectors(config), IncidentEngine(config)
 
 
 class Pipeline:

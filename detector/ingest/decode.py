@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -36,16 +36,7 @@ RejectReason = Literal[
     "future_timestamp",
     "late",
 ]
-REJECT_REASONS: tuple[RejectReason, ...] = (
-    "too_large",
-    "not_json",
-    "not_object",
-    "missing_field",
-    "invalid_field",
-    "bad_timestamp",
-    "future_timestamp",
-    "late",
-)
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01
