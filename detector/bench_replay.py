@@ -86,10 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="detector bench replay", description=__doc__)
     ap.add_argument("--events", help="JSONL file to replay (default: synthetic events)")
     ap.add_argument("--n", type=int, default=200_000, help="synthetic events when no file is given")
-    ap.add_argument("--rate", type=float, default=20.0,
-                    help="synthetic events per second of event time, over 20 routes (default 20: each route "
-                         "gets 60 events a minute, so per-window detector work weighs heavily; a busy "
-                         "gateway is nearer 1000)")
+    ap.add_argument("--rate", type=float, default=100.0,
+                    help="synthetic events per second of event time, over 20 routes (default 100: about 11 "
+                         "requests a second in all, each with usage, latency and cost events). Sparser "
+                         "streams spend more of their time in per-window detector work: see README")
     ap.add_argument("--repeat", type=int, default=7, help="alternating runs of each; medians are reported")
     ap.add_argument("--config", help="config file; built-in defaults if omitted")
     args = ap.parse_args(argv)

@@ -30,6 +30,7 @@ __all__ = [
     "REVIEW_OUTCOMES",
     "CHANGE_KINDS",
     "VERSION_FIELDS",
+    "tool_identity",
     "INCIDENT_TYPES",
     "ACTIONS",
     "TelemetryEvent",
@@ -68,6 +69,15 @@ VERSION_FIELDS = {
     "source_index": "source_index",
     "tool": "tool",
 }
+def tool_identity(value: str) -> str:
+    """The tool a ``tool`` value names: the part before ``@``, or the whole value.
+
+    >>> tool_identity("ocr.extract@1.5.0"), tool_identity("erp.lookup_vendor")
+    ('ocr.extract', 'erp.lookup_vendor')
+    """
+    return value.split("@", 1)[0] if "@" in value else value
+
+
 INCIDENT_TYPES = ("bad_output", "retrieval_failure", "tool_failure", "access_privacy", "performance", "cost")
 ACTIONS = (
     "pause_feature",

@@ -19,7 +19,8 @@ from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
 from detector.detectors.proportion import CountTest, Judgement, ProportionTest
 from detector.detectors.signals import Alarm, LevelShift
-from detector.windows.aggregate import WindowAggregate
+from detector.events import tool_identity
+from detector.windows.aggregate import V_REQUESTS, WindowAggregate
 from detector.windows.sketch import QuantileSketch
 
 __all__ = ["RouteDetectors", "ERROR_GROUPS", "MIN_LATENCY_SAMPLES"]
@@ -40,6 +41,8 @@ MIN_COST_REQUESTS = 5
 LATENCY_MIN_SAMPLES = {"latency_p50": 5, "latency_p95": 100, "latency_p99": 1000}
 AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
 COST_SIGNALS = frozenset(("spend", "cost_per_request", "tokens", "runaway_key"))
+#: Tools followed per route with their own error-rate test.
+MAX_TOOLS = 8
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class _RouteState:
         self.subject: dict[str, str] = {}
         self.pending_latency: dict[str, Any] | None = None
         self.pending_cost: list[float] | None = None
+        #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
+        self.tools: dict[str, ProportionTest] = {}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -101,6 +106,7 @@ class _RouteState:
             "subject": self.subject,
             "pending_latency": self.pending_latency,
             "pending_cost": self.pending_cost,
+            "tools": {t: d.snapshot() for t, d in self.tools.items()},
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -110,6 +116,7 @@ class _RouteState:
         self.subject = d["subject"]
         self.pending_latency = d["pending_latency"]
         self.pending_cost = d["pending_cost"]
+        self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
 
 
 class RouteDetectors:
@@ -170,6 +177,12 @@ class RouteDetectors:
             results[name] = det.update(k, n) if n else None
         if w.errors_by_tool:
             st.subject["errors_tool"] = max(sorted(w.errors_by_tool), key=w.errors_by_tool.__getitem__)
+        per_tool = self._per_tool(st, w)
+        if per_tool is not None:
+            route_wide = results["errors_tool"]
+            if route_wide is None or not route_wide.anomalous or per_tool[1].score > route_wide.score:
+                st.subject["errors_tool"] = per_tool[0]
+                results["errors_tool"] = per_tool[1]
 
         reviews = w.review_count
         rv = d["review_rejection_rate"]
@@ -237,6 +250,39 @@ class RouteDetectors:
                 results["request_volume"] = Judgement(False, vol_r.observed, vol_r.baseline, vol_r.threshold,
                                                       vol_r.score)
         return self._fire(st, w, results)
+
+    def _per_tool(self, st: _RouteState, w: WindowAggregate) -> tuple[str, Judgement] | None:
+        """Each tool's tool_error rate, against its own calls where usage events name the tool,
+        else against the route's requests (its own baseline share of them).
+
+        Returns the most significant anomalous tool, if any. At most ``MAX_TOOLS`` tools per route
+        are followed (the first seen).
+        """
+        calls: dict[str, int] = {}
+        for version, stats in w.versions.get("tool", {}).items():
+            if stats[V_REQUESTS]:
+                ident = tool_identity(version)
+                calls[ident] = calls.get(ident, 0) + int(stats[V_REQUESTS])
+        errors: dict[str, int] = {}
+        for tool, k in w.tool_errors.items():
+            ident = tool_identity(tool)
+            errors[ident] = errors.get(ident, 0) + k
+        if not calls:  # the events do not say which tool each request called
+            if not w.requests:
+                return None
+            calls = {ident: w.requests for ident in (*st.tools, *errors)}
+        best: tuple[str, Judgement] | None = None
+        for ident in sorted(calls):
+            det = st.tools.get(ident)
+            if det is None:
+                if len(st.tools) >= MAX_TOOLS:
+                    continue
+                det = st.tools[ident] = ProportionTest()
+            k = errors.get(ident, 0)
+            r = det.update(k, max(calls[ident], k))
+            if r.anomalous and (best is None or r.score > best[1].score):
+                best = (ident, r)
+        return best
 
     def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:
         out: list[Firing] = []

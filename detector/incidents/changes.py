@@ -22,7 +22,7 @@ version. See :meth:`ChangeTracker.explain` for the concentration test.
 Everything is pure and bounded: time is event time (epoch ms) passed in,
 at most :data:`TIMELINE_CAP` changes and healthy runs per route and kind.
 
->>> from detector.events import UsageEvent, ErrorEvent, ChangeEvent
+>>> from detector.events import tool_identity, UsageEvent, ErrorEvent, ChangeEvent
 >>> from detector.windows.aggregate import WindowAggregate
 >>> def window(i, version, errors=0, change=None):
 ...     w = WindowAggregate("r", i * 60_000, (i + 1) * 60_000)
@@ -57,7 +57,7 @@ from collections.abc import Iterable
 from operator import add
 from typing import Any
 
-from detector.events import CHANGE_KINDS
+from detector.events import CHANGE_KINDS, tool_identity
 from detector.windows.aggregate import (
     OTHER,
     V_BAD_REVIEWS,
@@ -71,7 +71,7 @@ from detector.windows.aggregate import (
     WindowAggregate,
 )
 
-__all__ = ["ChangeTracker", "KIND_PREFERENCE", "TIMELINE_CAP", "tool_identity"]
+__all__ = ["ChangeTracker", "KIND_PREFERENCE", "TIMELINE_CAP"]
 
 #: Most timeline entries (and healthy runs) kept per route and kind.
 TIMELINE_CAP = 16
@@ -112,15 +112,6 @@ _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
 #: One-sided Poisson p-value below which a count of bad events is "clearly more".
 P_VALUE = 0.01
 _Stats = dict[str, list[float]]
-
-
-def tool_identity(value: str) -> str:
-    """The tool a ``tool`` value names: the part before ``@``, or the whole value.
-
-    >>> tool_identity("ocr.extract@1.5.0"), tool_identity("erp.lookup_vendor")
-    ('ocr.extract', 'erp.lookup_vendor')
-    """
-    return value.split("@", 1)[0] if "@" in value else value
 
 
 def _key(kind: str, version: str | None) -> str:

@@ -69,6 +69,7 @@ class WindowAggregate:
         self.retries = 0
         self.errors: dict[str, int] = {}
         self.errors_by_tool: dict[str, int] = {}
+        self.tool_errors: dict[str, int] = {}  # tool_error events by tool
         self.latency = QuantileSketch()
         self.cost_usd = 0.0
         self.cost_events = 0
@@ -119,6 +120,8 @@ class WindowAggregate:
         self.errors[ev.error_class] = self.errors.get(ev.error_class, 0) + 1
         if ev.tool is not None:
             self.errors_by_tool[ev.tool] = self.errors_by_tool.get(ev.tool, 0) + 1
+            if ev.error_class == "tool_error":
+                self.tool_errors[ev.tool] = self.tool_errors.get(ev.tool, 0) + 1
         self._context(ev, True, 0, 1, 0, -1.0, 0.0)
 
     def _add_review(self, ev: ReviewEvent, ts_ms: int | None) -> None:
@@ -302,7 +305,7 @@ class WindowAggregate:
 
 
 _PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output_tokens", "retries", "errors",
-          "errors_by_tool", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts",
+          "errors_by_tool", "tool_errors", "cost_usd", "cost_events", "reviews", "trace_counts", "request_counts",
           "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
 
 
