@@ -109,6 +109,9 @@ _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
     "latency": (V_LAT_SUM, V_LAT_N, 1.5, 0.0, False),
     "cost": (V_COST, V_REQUESTS, 1.5, 0.0, False),
 }
+#: Share of the traffic since a change that the old versions must still carry to be compared
+#: side by side with the new one (a canary); below it the rollout counts as complete.
+CANARY_SHARE = 0.2
 #: One-sided Poisson p-value below which a count of bad events is "clearly more".
 P_VALUE = 0.01
 _Stats = dict[str, list[float]]
@@ -433,7 +436,9 @@ class ChangeTracker:
         old_before = _sum(st for v, st in base.items() if v != new or bare)
         verdicts: list[bool | None] = []
         for m in TYPE_MEASURES.get(incident_type, ("errors",)):
-            old = old_now if _enough(m, old_now) else old_before
+            # compare with the old version's concurrent traffic only in a real split (a canary); the
+            # few in-flight requests of a full rollout are noise: compare with its healthy past
+            old = old_now if _enough(m, old_now) and _share(m, old_now, new_all) >= CANARY_SHARE else old_before
             verdict = _worse(m, new_all, old)
             if verdict and self._settled(k, new, c["at"], start_ms) and not _worse(m, cur[:_N], old):
                 verdict = False  # ran healthy long enough, and no worse while healthy
@@ -579,6 +584,13 @@ def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:
     if den_i == V_REQUESTS and (new[V_REQUESTS] <= 0 or old[V_REQUESTS] <= 0):
         den_i = V_EVENTS
     return num_i, den_i
+
+
+def _share(name: str, old: list[float], new: list[float]) -> float:
+    """The old versions' share of the traffic since the change, on measure ``name``'s denominator."""
+    _, den_i = _den(name, new, old)
+    total = old[den_i] + new[den_i]
+    return old[den_i] / total if total else 0.0
 
 
 def _enough(name: str, old: list[float]) -> bool:
