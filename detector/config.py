@@ -66,6 +66,13 @@ class WindowsConfig(_Model):
     #: Largest message accepted, bytes.
     max_message_bytes: int = Field(65536, ge=256)
 
+    @model_validator(mode="after")
+    def _idle_after_windows(self) -> WindowsConfig:
+        if self.idle_evict_s < 10 * self.size_s:
+            raise ValueError("idle_evict_s must be at least 10 windows (size_s), or routes are forgotten "
+                             "before their detectors can learn")
+        return self
+
 
 class DetectorsConfig(_Model):
     """Defaults for the per-route detectors."""
@@ -135,10 +142,10 @@ class Silence(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Silence:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end need a timezone (e.g. 2026-01-01T00:00:00Z)")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
         return self
 
 
@@ -194,7 +201,7 @@ def parse_config(text: str, fmt: Literal["toml", "json"]) -> Config:
     """Parse and validate config text; raises :class:`ConfigError`."""
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError([f"(file): not valid {fmt.upper()}: {err}"]) from None
     try:
         return Config.model_validate(data)
@@ -210,5 +217,5 @@ def load_config(path: str | Path | None) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"(file): cannot read {p.name}: {err.__class__.__name__}"]) from None
+        raise ConfigError([f"(file): cannot read {p}: {err.__class__.__name__}"]) from None
     return parse_config(text, "json" if p.suffix.lower() == ".json" else "toml")

@@ -21,6 +21,8 @@ def enc(d: object) -> bytes:
     [
         (b"{not json", "not_json", ""),  # truncated / malformed JSON
         (b"\xff\xfe\x00garbage", "not_json", ""),  # not UTF-8
+        (b'{"event_id":"a","type":"usage","ts":1795770000000,"route":"\xff"}', "not_json", ""),  # bad UTF-8 in a string
+        (b"[" * 60_000, "not_object", ""),  # nested past any sane depth: no crash
         (b"", "not_json", ""),  # empty message
         (b"[1, 2]", "not_object", ""),  # valid JSON, not an object
         (b'"usage"', "not_object", ""),
@@ -63,9 +65,11 @@ def test_too_large() -> None:
     assert isinstance(res, Rejection) and res.reason == "too_large"
 
 
-def test_rejection_detail_holds_no_values() -> None:
-    """A rejection's detail names the field but never echoes the (possibly private) value."""
-    res = Decoder().decode(enc({**GOOD, "type": "review", "outcome": "secret-canary-text"}))
+@pytest.mark.parametrize("value", ["secret-canary-text", "it's a secret-canary-text", 'say "secret-canary-text"'])
+@pytest.mark.parametrize("field", ["outcome", "type", "change_kind"])
+def test_rejection_detail_holds_no_values(field: str, value: str) -> None:
+    """A rejection's detail names the field but never echoes the (possibly private) value, quoted or not."""
+    res = Decoder().decode(enc({**GOOD, "type": "review", field: value}))
     assert isinstance(res, Rejection)
     assert "secret-canary-text" not in res.detail
 

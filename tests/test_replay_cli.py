@@ -72,6 +72,10 @@ def test_replay_missing_file_is_clear(tmp_path: Path, capsys: pytest.CaptureFixt
         ("[windws]\nsize_s = 60\n", ".toml", "windws"),  # a typo is an error, not ignored
         ('{"silences": [{"route": "a", "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}]}',
          ".json", "silences.0"),
+        ('{"silences": [{"route": "a", "start": "2026-01-01T00:00:00", "end": "2026-01-02T00:00:00Z"}]}',
+         ".json", "silences.0"),  # a naive time is an error, not a crash
+        ("[windows]\nsize_s = 600\nidle_evict_s = 600\n", ".toml", "windows"),  # evicted before learning
+        ("[" * 100_000, ".json", "(file)"),  # nested past any sane depth
         ("[windows\n", ".toml", "(file)"),
         ("{", ".json", "(file)"),
     ],

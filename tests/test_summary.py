@@ -81,5 +81,5 @@ def test_type_specific_guidance_and_states() -> None:
     assert "calls to the tool crm are failing" in s and "disable the tool crm" in s
     s = summarize(_incident(event="resolved", status="resolved"), stopped=True, recurrence=True)
     assert "traffic has stopped" in s and "resolved" in s and "recurs" in s
-    assert "Next update within 15 min." in summarize(_incident(), next_update_s=900)
+    assert "Updates follow when it changes (at most every 15 min)" in summarize(_incident(), next_update_s=900)
     assert "No containment is recommended yet" in summarize(_incident(recommendations=[]))

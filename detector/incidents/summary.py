@@ -72,15 +72,15 @@ def summarize(incident: Mapping[str, Any] | None = None, route_cfg: RouteConfig 
     (``resolved`` for the last one); ``tool`` the tool a tool failure names
     (from the message: the ``disable_tool`` target, else the commonest tool
     in the evidence); ``route_cfg`` fills in an owner or escalation the
-    message lacks; ``next_update_s`` is the time to the next scheduled
-    update; ``recurrence``: the route failed again soon after a resolved
+    message lacks; ``next_update_s`` is the shortest time between two updates;
+    ``recurrence``: the route failed again soon after a resolved
     incident; ``stopped``: the route's traffic stopped or collapsed.
 
     >>> s = summarize(incident_id="i9", route="r", incident_type="tool_failure", severity="low",
     ...               blast_radius={"requests": 1, "tenants": 0, "share": 0.01}, recommendations=[],
     ...               owner=None, escalation="pager-x", tool="crm", next_update_s=900)
     >>> s.split(". ")[-2:]
-    ['Send examples (request or trace ids only) to incident i9', 'Next update within 15 min.']
+    ['Send examples (request or trace ids only) to incident i9', 'Updates follow when it changes (at most every 15 min); it resolves once its signals stay healthy.']
     >>> "calls to the tool crm are failing" in s, "No owner configured — assign one" in s
     (True, True)
     >>> inc = {"incident_id": "i1", "route": "r", "incident_type": "tool_failure", "severity": "low",
@@ -128,7 +128,8 @@ def summarize(incident: Mapping[str, Any] | None = None, route_cfg: RouteConfig 
         parts.append(f"No owner configured — assign one{esc}.")
     parts.append(f"Send examples (request or trace ids only) to incident {redact_id(incident_id)}.")
     if next_update_s:
-        parts.append(f"Next update within {max(1, round(next_update_s / 60))} min.")
+        parts.append(f"Updates follow when it changes (at most every {max(1, round(next_update_s / 60))} min); "
+                     "it resolves once its signals stay healthy.")
     return " ".join(parts)
 
 

@@ -44,7 +44,6 @@ MAX_TS_MS = 7_258_118_400_000  # 2200-01-01
 _ERROR_CLASSES = frozenset(ERROR_CLASSES)
 _PATH = re.compile(r" - at `([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
-_QUOTED = re.compile(r"'[^']*'")
 
 
 class Decoded(NamedTuple):
@@ -99,7 +98,7 @@ class Decoder:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as err:
             return _classify(str(err))
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return Rejection("not_json", "not valid UTF-8 JSON")
         ts_ms = parse_ts(event.ts)
         if ts_ms is None:
@@ -111,13 +110,25 @@ class Decoder:
         return Decoded(event, ts_ms)
 
 
+def _without_values(text: str) -> str:
+    r"""The message up to the first quoted value (msgspec quotes values with ' or "), never a value.
+
+    >>> _without_values("Invalid enum value \"it's a secret\"")
+    'Invalid enum value …'
+    >>> _without_values("Expected `int`, got `float`")
+    'Expected `int`, got `float`'
+    """
+    cut = min((i for i in (text.find("'"), text.find('"')) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut].rstrip() + " …"
+
+
 def _classify(message: str) -> Rejection:
     missing = _MISSING.search(message)
     if missing:
         return Rejection("missing_field", f"$.{missing.group(1)}: required")
     m = _PATH.search(message)
     path = m.group(1) if m else "$"
-    text = _QUOTED.sub("'…'", message[: m.start()] if m else message)
+    text = _without_values(message[: m.start()] if m else message)
     if path == "$":
         if text.startswith("Expected `object`"):
             return Rejection("not_object", text)
