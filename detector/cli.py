@@ -24,10 +24,15 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     events = Path(args.events)
     if not events.is_file():
-        print(f"replay: no such events file: {events}", file=sys.stderr)
+        what = "is not a file" if events.exists() else "does not exist"
+        print(f"replay: the events file {events} {what}", file=sys.stderr)
         return 2
     dead = Path(args.dead_letters) if args.dead_letters else None
-    replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead)
+    try:
+        replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead)
+    except OSError as err:
+        print(f"replay: cannot read or write {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

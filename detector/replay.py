@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,24 +46,27 @@ def replay_lines(
     progress: Callable[[Stats], None] | None = None,
     progress_every: int = 200_000,
     on_reject: Callable[[bytes, Rejection], None] | None = None,
+    on_incident: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReplayResult:
     """Run every line through a fresh pipeline, then flush the open windows.
 
     ``on_reject`` receives each rejected line with its reason (the service's
-    dead-letter path; replay can keep them in a file).
+    dead-letter path; replay can keep them in a file). With ``on_incident``
+    each incident event goes there as it is made, and the result holds none.
     """
     pipe = Pipeline(config) if on_reject is None else Pipeline(config, on_reject=on_reject)
     out: list[dict[str, Any]] = []
+    emit = out.extend if on_incident is None else (lambda found: [on_incident(x) for x in found])
     batch: list[bytes] = []
     for raw in lines:
         batch.append(raw)
         if len(batch) == progress_every:
-            out.extend(pipe.process_many(batch))
+            emit(pipe.process_many(batch))
             batch.clear()
             if progress is not None:
                 progress(pipe.stats)
-    out.extend(pipe.process_many(batch))
-    out.extend(pipe.flush())
+    emit(pipe.process_many(batch))
+    emit(pipe.flush())
     return ReplayResult(out, pipe.stats)
 
 
@@ -86,19 +90,21 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
             rate = stats.read / max(time.monotonic() - started, 1e-9)
             print(f"replay: {stats.read:,} events read ({rate:,.0f}/s)", file=log, flush=True)
 
-    if dead_letters is None:
-        result = replay_lines(read_lines(events), config, progress)
-    else:
-        with dead_letters.open("w", encoding="utf-8") as dl:
-            def keep(raw: bytes, rej: Rejection) -> None:
-                dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail,
-                                     "message": raw.decode("utf-8", errors="replace")}) + "\n")
+    with ExitStack() as stack:  # both files open (or fail) before any work
+        fh = stack.enter_context(out.open("w", encoding="utf-8"))
+        dl = stack.enter_context(dead_letters.open("w", encoding="utf-8")) if dead_letters else None
 
-            result = replay_lines(read_lines(events), config, progress, on_reject=keep)
-    with out.open("w", encoding="utf-8") as fh:
-        for inc in result.incidents:
-            fh.write(dump_incident(inc))
+        def write(incident: dict[str, Any]) -> None:
+            fh.write(dump_incident(incident))
             fh.write("\n")
+
+        def keep(raw: bytes, rej: Rejection) -> None:
+            assert dl is not None
+            dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail,
+                                 "message": raw.decode("utf-8", errors="replace")}) + "\n")
+
+        result = replay_lines(read_lines(events), config, progress, on_reject=keep if dl else None,
+                              on_incident=write)
     if log is not None:
         print(summary(result.stats), file=log)
     return result

@@ -59,7 +59,19 @@ def test_replay_deterministic() -> None:
 def test_replay_missing_file_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing events file is a clear error and exit 2, not a traceback."""
     assert main(["replay", "--events", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such events file" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["replay", "--events", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+
+
+def test_replay_unwritable_out_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --out (or --dead-letters) that cannot be written is a clear error and exit 2, before any work."""
+    events = ROOT / "examples/events.jsonl"
+    assert main(["replay", "--events", str(events), "--out", str(tmp_path)]) == 2
+    assert "cannot read or write" in capsys.readouterr().err
+    assert main(["replay", "--events", str(events), "--out", str(tmp_path / "o.jsonl"),
+                 "--dead-letters", str(tmp_path / "missing" / "d.jsonl")]) == 2
+    assert "cannot read or write" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
