@@ -202,7 +202,9 @@ class Pipeline:
                 continue
             accepted += 1
             add(ev, ts)
-            wm = win.max_ts - lateness  # type: ignore[operator]  # set by add
+            if win.max_ts is None:  # stream time needs two events
+                continue
+            wm = win.max_ts - lateness
             nxt = self._next_close
             if nxt is not None and wm < nxt:
                 if win.has_evictions:

@@ -66,11 +66,23 @@ def test_late_events_counted_and_dropped() -> None:
     """An event for an already closed window is dropped as late and does not alter it."""
     p, c = pipeline(allowed_lateness_s=60)
     p.process(line("r", T0 + 1000, "a"))
-    p.process(line("r", T0 + 3 * MIN, "b"))  # watermark T0+2min: window 0 closes
+    p.process(line("r", T0 + 3 * MIN, "b"))
+    p.process(line("r", T0 + 3 * MIN + 1, "c"))  # stream time (2nd highest) T0+3min: window 0 closes
     p.process(line("r", T0 + 5000, "late"))
     p.flush()
     assert p.stats.late == 1
     assert c.windows[0].requests == 1
+
+
+def test_one_absurd_timestamp_cannot_move_time() -> None:
+    """A single far-future event, even the first, neither closes windows nor makes later events late."""
+    p, c = pipeline(allowed_lateness_s=0)
+    p.process(line("r", T0 + 86_400_000 * 365 * 100, "absurd"))
+    for m in range(10):
+        p.process(line("r", T0 + m * MIN, f"e{m}"))
+    p.process(line("r", T0 + 86_400_000 * 365 * 50, "absurd-too"))
+    assert p.stats.late == 0 and p.stats.rejected["future_timestamp"] == 1
+    assert [(w.start - T0) // MIN for w in c.windows] == list(range(9))
 
 
 def test_duplicates_dropped() -> None:
@@ -89,9 +101,9 @@ def test_gaps_and_quiet_routes_get_empty_windows() -> None:
     p.process(line("quiet", T0 + 1000, "q"))
     for m in range(10):
         p.process(line("busy", T0 + m * MIN + 500, f"b{m}"))
-    quiet = [w for w in c.windows if w.route == "quiet"]
-    assert [(w.start - T0) // MIN for w in quiet] == list(range(9))
-    assert [w.requests for w in quiet] == [1] + [0] * 8
+    quiet = [w for w in c.windows if w.route == "quiet"]  # stream time: the 2nd-latest event (minute 8)
+    assert [(w.start - T0) // MIN for w in quiet] == list(range(8))
+    assert [w.requests for w in quiet] == [1] + [0] * 7
     busy = [w for w in c.windows if w.route == "busy"]
     assert all(w.requests == 1 for w in busy)
 
@@ -101,6 +113,7 @@ def test_time_jump_closes_gap_windows_in_order() -> None:
     p, c = pipeline(allowed_lateness_s=0)
     p.process(line("r", T0, "a"))
     p.process(line("r", T0 + 30 * MIN, "b"))
+    p.process(line("r", T0 + 30 * MIN + 1, "c"))  # a second event confirms the jump
     starts = [w.start for w in c.windows]
     assert starts == sorted(starts) and len(starts) == len(set(starts)) == 30
 
@@ -122,14 +135,16 @@ def test_many_routes_capped() -> None:
     p, _ = pipeline(max_routes=50)
     for i in range(500):
         p.process(line(f"route-{i}", T0 + i, f"e{i}"))
-    assert len(p.windower.routes) == 50
-    assert p.stats.routes_evicted == 450
+    assert 45 <= len(p.windower.routes) <= 50  # the least recent tenth goes at once
+    assert p.stats.routes_evicted + len(p.windower.routes) == 500
+    assert "route-499" in p.windower.routes and "route-0" not in p.windower.routes
 
 
 def test_future_timestamp_rejected() -> None:
     """A timestamp absurdly far ahead of the watermark is rejected, not used to move time."""
     p, _ = pipeline(max_future_s=3600)
     p.process(line("r", T0, "a"))
+    p.process(line("r", T0 + 500, "a2"))
     p.process(line("r", T0 + 86_400_000 * 365, "far"))
     p.process(line("r", T0 + 1000, "b"))
     assert p.stats.rejected["future_timestamp"] == 1

@@ -1,6 +1,7 @@
 """Event-time tumbling windows per route, closed by a watermark.
 
-Stream time is the largest event time seen; the watermark trails it by the
+Stream time is the second-largest event time seen (so that one absurd
+timestamp, even the first, cannot move it); the watermark trails it by the
 allowed lateness. A window ``[s, s + size)`` closes when the watermark
 passes ``s + size``; an event for a closed window is late and dropped. The
 watermark is per stream (in the service: per Kafka partition, whose routes
@@ -15,7 +16,7 @@ stop. Routes idle for ``idle_evict_s`` are evicted, and at most
 >>> def ev(route, ts):
 ...     return UsageEvent(event_id=f"{route}{ts}", ts=float(ts), route=route)
 >>> w.add(ev("a", 1_000), 1_000); w.add(ev("b", 2_000), 2_000)
->>> w.add(ev("b", 130_000), 130_000)
+>>> w.add(ev("b", 130_000), 130_000); w.add(ev("b", 130_001), 130_001)
 >>> [(c.route, c.start, c.requests) for c in w.advance()]
 [('a', 0, 1), ('b', 0, 1), ('a', 60000, 0), ('b', 60000, 0)]
 >>> w.check(50_000)
@@ -61,7 +62,10 @@ class Windower:
         self.idle_ms = cfg.idle_evict_s * 1000
         self.max_future_ms = cfg.max_future_s * 1000
         self.max_routes = cfg.max_routes
+        #: Stream time: the second-highest event time seen, so that one absurd timestamp (even the
+        #: first) cannot drag the watermark; ``top_ts`` is the highest.
         self.max_ts: int | None = None
+        self.top_ts: int | None = None
         #: Every window ending at or before this is closed, for every route.
         self.closed_end: int | None = None
         self.routes: dict[str, _Route] = {}
@@ -72,7 +76,9 @@ class Windower:
         return None if self.max_ts is None else self.max_ts - self.lateness_ms
 
     def check(self, ts_ms: int) -> Literal["future", "late"] | None:
-        """Whether an event at ``ts_ms`` would be rejected as absurdly ahead, or late."""
+        """Whether an event at ``ts_ms`` would be rejected as absurdly ahead, or late.
+
+        (``Pipeline.process_many`` inlines this on its hot path; keep the two alike.)"""
         if self.max_ts is None:
             return None
         if ts_ms > self.max_ts + self.max_future_ms:
@@ -90,7 +96,7 @@ class Windower:
             first = start if self.closed_end is None else max(start, self.closed_end)
             r = self.routes[ev.route] = _Route(first, ts_ms)
             if len(self.routes) > self.max_routes:
-                self._evict_lru()
+                self._evict_lru(keep=ev.route)
         elif ts_ms > r.last_seen:
             r.last_seen = ts_ms
         agg = r.open.get(start)
@@ -100,13 +106,20 @@ class Windower:
                 r.next_start = start
         agg.events += 1  # WindowAggregate.add, inlined on the hot path
         ADDERS[type(ev)](agg, ev, ts_ms)
-        if self.max_ts is None or ts_ms > self.max_ts:
+        top = self.top_ts
+        if top is None or ts_ms > top:
+            self.top_ts = ts_ms
+            if top is not None:
+                self.max_ts = top
+        elif self.max_ts is None or ts_ms > self.max_ts:
             self.max_ts = ts_ms
 
-    def _evict_lru(self) -> None:
-        name = min(self.routes, key=lambda k: self.routes[k].last_seen)
-        del self.routes[name]
-        self._evicted.append(RouteEvicted(name, self.max_ts or 0, "capacity"))
+    def _evict_lru(self, keep: str) -> None:
+        """Evict the least recently seen tenth of the routes (one sort serves many new routes)."""
+        order = sorted((r.last_seen, name) for name, r in self.routes.items() if name != keep)
+        for _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
+            del self.routes[name]
+            self._evicted.append(RouteEvicted(name, self.max_ts or self.top_ts or 0, "capacity"))
 
     def advance(self, watermark: int | None = None) -> list[WindowAggregate]:
         """Close every window the watermark has passed; evictions wait in :meth:`take_evictions`."""
@@ -143,10 +156,13 @@ class Windower:
         return out
 
     def flush(self) -> list[WindowAggregate]:
-        """Close every window up to the one holding the latest event (end of a replay)."""
-        if self.max_ts is None:
+        """Close every window up to the one holding the latest plausible event (end of a replay)."""
+        last = self.max_ts
+        if self.top_ts is not None and (last is None or self.top_ts - last <= self.max_future_ms):
+            last = self.top_ts
+        if last is None:
             return []
-        return self.advance(self.max_ts - self.max_ts % self.size_ms + self.size_ms)
+        return self.advance(last - last % self.size_ms + self.size_ms)
 
     @property
     def has_evictions(self) -> bool:
@@ -163,6 +179,7 @@ class Windower:
         """JSON-able state, for checkpoints."""
         return {
             "max_ts": self.max_ts,
+            "top_ts": self.top_ts,
             "closed_end": self.closed_end,
             "routes": {
                 name: {
@@ -177,6 +194,7 @@ class Windower:
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`to_dict` output."""
         self.max_ts = d["max_ts"]
+        self.top_ts = d["top_ts"]
         self.closed_end = d["closed_end"]
         self.routes = {}
         for name, rd in d["routes"].items():
