@@ -11,6 +11,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,7 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=7, help="alternating runs of each; medians are reported")
     ap.add_argument("--config", help="config file; built-in defaults if omitted")
     args = ap.parse_args(argv)
+    if args.repeat < 1 or args.n < 1 or args.rate <= 0:
+        print("bench replay: --repeat and --n must be at least 1, --rate above 0", file=sys.stderr)
+        return 2
+    if args.events and not Path(args.events).is_file():
+        print(f"bench replay: the events file {args.events} is not a readable file", file=sys.stderr)
+        return 2
     lines = list(read_lines(Path(args.events))) if args.events else synthetic_lines(args.n, rate=args.rate)
+    if not lines:
+        print("bench replay: no events to replay", file=sys.stderr)
+        return 2
     config = load_config(args.config)
     loads = json.loads
 

@@ -80,8 +80,14 @@ class _RouteState:
     def __init__(self, config: Config, rc: RouteConfig):
         dc = config.detectors
         self.dets: dict[str, Stateful] = {s.name: s.make(rc) for s in SIGNALS}
-        if rc.slo is not None:
-            self.dets["slo_burn_rate"] = BurnRate(slo_error_rate=rc.slo.error_rate)
+        if rc.slo is not None:  # the SRE workbook's windows, in windows of this config's size
+            per_min = 60 / config.windows.size_s
+            self.dets["slo_burn_rate"] = BurnRate(
+                slo_error_rate=rc.slo.error_rate,
+                fast=(max(1, round(60 * per_min)), max(1, round(5 * per_min)), 14.4),
+                slow=(max(1, round(360 * per_min)), max(1, round(30 * per_min)), 6.0),
+                bucket=max(1, round(5 * per_min)),
+            )
         if rc.guardrails.max_spend_per_hour is not None:
             self.dets["guardrail_spend"] = SpendGuard(rc.guardrails.max_spend_per_hour,
                                                       3600 // config.windows.size_s)

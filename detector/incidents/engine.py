@@ -13,6 +13,7 @@ evicted. Decisions read event time only, so replay and the service agree.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 from collections import deque
 from collections.abc import Sequence
@@ -277,8 +278,6 @@ class IncidentEngine:
         return [self._emit(o, "resolved", at, rc, resolved_at=at)]
 
     def _silenced(self, route: str, at: int) -> bool:
-        import fnmatch
-
         return any(fnmatch.fnmatchcase(route, pat) and start <= at < end
                    for pat, start, end in self._silences)
 

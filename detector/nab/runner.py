@@ -143,7 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="where to write <category>/<file>.csv scores")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     args = ap.parse_args(argv)
-    run_nab(args.data, args.out, jobs=args.jobs)
+    labels = args.data / "labels" / "combined_windows.json"
+    if not labels.is_file():
+        print(f"bench nab: {args.data} is not a NAB folder (no labels/combined_windows.json)", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("bench nab: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        run_nab(args.data, args.out, jobs=args.jobs)
+    except OSError as err:
+        print(f"bench nab: cannot read or write {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

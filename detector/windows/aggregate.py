@@ -119,9 +119,9 @@ class WindowAggregate:
     def _add_error(self, ev: ErrorEvent, ts_ms: int | None) -> None:
         self.errors[ev.error_class] = self.errors.get(ev.error_class, 0) + 1
         if ev.tool is not None:
-            self.errors_by_tool[ev.tool] = self.errors_by_tool.get(ev.tool, 0) + 1
+            _count_or_other(self.errors_by_tool, ev.tool)
             if ev.error_class == "tool_error":
-                self.tool_errors[ev.tool] = self.tool_errors.get(ev.tool, 0) + 1
+                _count_or_other(self.tool_errors, ev.tool)
         self._context(ev, True, 0, 1, 0, -1.0, 0.0)
 
     def _add_review(self, ev: ReviewEvent, ts_ms: int | None) -> None:
@@ -318,6 +318,13 @@ ADDERS: dict[type, Callable[[WindowAggregate, Any, int | None], None]] = {
     ReviewEvent: WindowAggregate._add_review,
     ChangeEvent: WindowAggregate._add_change,
 }
+
+
+def _count_or_other(counts: dict[str, int], key: str) -> None:
+    """Count ``key``; past ``VERSION_CAP`` distinct keys, count it under ``(other)``."""
+    if key not in counts and len(counts) >= VERSION_CAP:
+        key = OTHER
+    counts[key] = counts.get(key, 0) + 1
 
 
 def _count(counts: dict[str, int], key: str, n: int) -> None:
