@@ -36,6 +36,9 @@ class _Keep:
     def on_evict(self, route: str) -> None:
         return None
 
+    def heighten(self, route: str, until_ms: int) -> None:
+        return None
+
     def snapshot(self) -> dict:  # type: ignore[type-arg]
         return {}
 

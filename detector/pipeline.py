@@ -49,6 +49,10 @@ class DetectorStage(Protocol):
         """Forget a route."""
         ...
 
+    def heighten(self, route: str, until_ms: int) -> None:
+        """Watch a route harder until ``until_ms`` (an incident on it just resolved)."""
+        ...
+
     def snapshot(self) -> dict[str, Any]: ...
 
     def restore(self, snap: dict[str, Any]) -> None: ...
@@ -77,6 +81,9 @@ class NullDetectors:
         return []
 
     def on_evict(self, route: str) -> None:
+        return None
+
+    def heighten(self, route: str, until_ms: int) -> None:
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -165,6 +172,7 @@ class Pipeline:
         self.windower = Windower(config.windows)
         self.stats = Stats()
         self._next_close: int | None = None
+        self._heightened_ms = config.incidents.heightened_s * 1000
         self._decode = self.decoder.decode
         self._seen = self.dedup.seen
 
@@ -227,7 +235,11 @@ class Pipeline:
             self.stats.windows_closed += 1
             firings = self.detectors.on_window(w)
             self.stats.firings += len(firings)
-            out.extend(self.incidents.on_window(w, firings))
+            found = self.incidents.on_window(w, firings)
+            for inc in found:
+                if inc["event"] == "resolved":  # restored: watch the route harder for a while
+                    self.detectors.heighten(w.route, w.end + self._heightened_ms)
+            out.extend(found)
         for ev in self.windower.take_evictions():
             self.stats.routes_evicted += 1
             self.detectors.on_evict(ev.route)

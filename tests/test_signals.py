@@ -289,6 +289,33 @@ def test_persistence_and_hysteresis_through_the_route() -> None:
     assert on[last_hit + 4] and not any(on[last_hit + 5 :])
 
 
+def test_heightened_monitoring_fires_on_the_first_anomalous_window() -> None:
+    """After heighten() (an incident resolved), one anomalous window fires; after the period, two are needed."""
+    cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
+
+    def first_firing(heighten_until: int) -> tuple[int, int]:
+        rd = RouteDetectors(cfg)
+        rng = random.Random(0)
+        first_hit = first_on = -1
+        for i in range(400):
+            w = window(i, rng, requests=200)
+            if i >= 300:
+                w.errors = {"validation_error": 100}
+            if i == 1:
+                rd.heighten(ROUTE, heighten_until)
+            out = rd.on_window(w)
+            if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
+                first_hit = i
+            if first_on < 0 and any(f.signal == "errors_validation" for f in out):
+                first_on = i
+        return first_hit, first_on
+
+    hit, on = first_firing(heighten_until=400 * MINUTE)
+    assert on == hit  # heightened: the first anomalous window fires
+    hit, on = first_firing(heighten_until=100 * MINUTE)  # the period ended long before the burst
+    assert on == hit + 1
+
+
 def test_alarm_warm_up_persistence_hysteresis() -> None:
     """Alarm: nothing before warm-up; fires on the 2nd consecutive hit; clears after 3 calm steps."""
     a = Alarm(warmup=3, persistence=2, clear_after=3)

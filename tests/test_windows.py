@@ -37,6 +37,9 @@ class Collect:
     def on_evict(self, route: str) -> None:
         self.evicted.append(route)
 
+    def heighten(self, route: str, until_ms: int) -> None:
+        return None
+
     def snapshot(self) -> dict:
         return {}
 

@@ -103,6 +103,8 @@ class _RouteState:
         self.pending_cost: list[float] | None = None
         #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
         self.tools: dict[str, ProportionTest] = {}
+        #: Until this event time the route is watched harder: one anomalous window fires.
+        self.heightened_until = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class _RouteState:
             "pending_latency": self.pending_latency,
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
+            "heightened_until": self.heightened_until,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -123,6 +126,7 @@ class _RouteState:
         self.pending_latency = d["pending_latency"]
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
+        self.heightened_until = d.get("heightened_until", 0)
 
 
 class RouteDetectors:
@@ -140,6 +144,12 @@ class RouteDetectors:
 
     def on_evict(self, route: str) -> None:
         self.routes.pop(route, None)
+
+    def heighten(self, route: str, until_ms: int) -> None:
+        """Watch a route harder until ``until_ms`` (after an incident resolves): no persistence."""
+        st = self.routes.get(route)
+        if st is not None:
+            st.heightened_until = max(st.heightened_until, until_ms)
 
     def snapshot(self) -> dict[str, Any]:
         return {"routes": {r: encode_state(s.snapshot()) for r, s in self.routes.items()}}
@@ -292,11 +302,12 @@ class RouteDetectors:
 
     def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:
         out: list[Firing] = []
+        need = 1 if w.end <= st.heightened_until else None
         for name, alarm in st.alarms.items():
             r = results.get(name)
             if r is not None and r.judged:
                 st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(w.start), float(w.end)]
-                on = alarm.step(r.anomalous)
+                on = alarm.step(r.anomalous, need)
             else:
                 on = alarm.firing  # nothing judged: the alarm stays as it is
             if not on or name not in st.last:

@@ -210,15 +210,18 @@ class Alarm(Stateful):
         self.calm = 0
         self.firing = False
 
-    def step(self, anomalous: bool | None) -> bool:
-        """Advance one judged window (None: nothing to judge); returns whether the alarm is on."""
+    def step(self, anomalous: bool | None, persistence: int | None = None) -> bool:
+        """Advance one judged window (None: nothing to judge); returns whether the alarm is on.
+
+        ``persistence`` overrides the parameter for this step (heightened monitoring uses 1).
+        """
         if anomalous is None:
             return self.firing
         self.seen += 1
         if anomalous and self.seen > self.warmup:
             self.hits += 1
             self.calm = 0
-            if self.hits >= self.persistence:
+            if self.hits >= (self.persistence if persistence is None else persistence):
                 self.firing = True
         else:
             self.hits = 0
