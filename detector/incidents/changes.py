@@ -52,21 +52,15 @@ True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from operator import add
 from typing import Any
 
 from detector.events import CHANGE_KINDS, tool_identity
+from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough, share, worse
 from detector.windows.aggregate import (
     OTHER,
-    V_BAD_REVIEWS,
-    V_COST,
-    V_ERRORS,
     V_EVENTS,
-    V_LAT_N,
-    V_LAT_SUM,
-    V_REQUESTS,
     V_REVIEWS,
     WindowAggregate,
 )
@@ -93,27 +87,6 @@ KIND_PREFERENCE: dict[str, tuple[str, ...]] = {
     "cost": ("model", "config", "prompt"),
     "access_privacy": ("source_index", "config", "tool"),
 }
-#: The "bad measure" of each incident type, tried in order.
-TYPE_MEASURES: dict[str, tuple[str, ...]] = {
-    "bad_output": ("bad_reviews", "errors"),
-    "retrieval_failure": ("errors",),
-    "tool_failure": ("errors",),
-    "access_privacy": ("errors",),
-    "performance": ("latency", "errors"),
-    "cost": ("cost",),
-}
-# measure -> (numerator index, denominator index, ratio, absolute margin, counts bad events)
-_MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
-    "errors": (V_ERRORS, V_REQUESTS, 2.0, 0.05, True),
-    "bad_reviews": (V_BAD_REVIEWS, V_REVIEWS, 2.0, 0.05, True),
-    "latency": (V_LAT_SUM, V_LAT_N, 1.5, 0.0, False),
-    "cost": (V_COST, V_REQUESTS, 1.5, 0.0, False),
-}
-#: Share of the traffic since a change that the old versions must still carry to be compared
-#: side by side with the new one (a canary); below it the rollout counts as complete.
-CANARY_SHARE = 0.2
-#: One-sided Poisson p-value below which a count of bad events is "clearly more".
-P_VALUE = 0.01
 _Stats = dict[str, list[float]]
 
 
@@ -438,9 +411,9 @@ class ChangeTracker:
         for m in TYPE_MEASURES.get(incident_type, ("errors",)):
             # compare with the old version's concurrent traffic only in a real split (a canary); the
             # few in-flight requests of a full rollout are noise: compare with its healthy past
-            old = old_now if _enough(m, old_now) and _share(m, old_now, new_all) >= CANARY_SHARE else old_before
-            verdict = _worse(m, new_all, old)
-            if verdict and self._settled(k, new, c["at"], start_ms) and not _worse(m, cur[:_N], old):
+            old = old_now if enough(m, old_now) and share(m, old_now, new_all) >= CANARY_SHARE else old_before
+            verdict = worse(m, new_all, old)
+            if verdict and self._settled(k, new, c["at"], start_ms) and not worse(m, cur[:_N], old):
                 verdict = False  # ran healthy long enough, and no worse while healthy
             verdicts.append(verdict)
             if verdict:
@@ -577,61 +550,3 @@ def _dominant_traffic(traffic: dict[str, float]) -> str | None:
         return None
     v = min((v for v in traffic if v != OTHER), key=lambda v: (-traffic[v], v), default=None)
     return v if v is not None and traffic[v] * 2 >= total else None
-
-
-def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:
-    num_i, den_i, *_ = _MEASURES[name]
-    if den_i == V_REQUESTS and (new[V_REQUESTS] <= 0 or old[V_REQUESTS] <= 0):
-        den_i = V_EVENTS
-    return num_i, den_i
-
-
-def _share(name: str, old: list[float], new: list[float]) -> float:
-    """The old versions' share of the traffic since the change, on measure ``name``'s denominator."""
-    _, den_i = _den(name, new, old)
-    total = old[den_i] + new[den_i]
-    return old[den_i] / total if total else 0.0
-
-
-def _enough(name: str, old: list[float]) -> bool:
-    """True when ``old`` carries enough traffic for a comparison of ``name``."""
-    _, den_i = _den(name, old, old)
-    return old[den_i] >= (10 if _MEASURES[name][4] else 3)
-
-
-def _worse(name: str, new: list[float], old: list[float]) -> bool | None:
-    """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data."""
-    _, _, ratio, margin, counts = _MEASURES[name]
-    num_i, den_i = _den(name, new, old)
-    n_new, k_new, n_old, k_old = new[den_i], new[num_i], old[den_i], old[num_i]
-    if counts:
-        if n_new < 3 or n_old < 10 or k_new + k_old <= 0:
-            return None
-        p_old = (k_old + 0.5) / (n_old + 1.0)
-        r_new = k_new / n_new
-        return (k_new >= 2 and r_new >= ratio * p_old and r_new - p_old >= margin
-                and _poisson_sf(k_new, n_new * p_old) <= P_VALUE)
-    if n_new < 3 or n_old < 3 or k_old <= 0:
-        return None
-    return (k_new / n_new) >= ratio * (k_old / n_old)
-
-
-def _poisson_sf(k: float, lam: float) -> float:
-    """P(X >= k) for X ~ Poisson(lam).
-
-    >>> round(_poisson_sf(5, 1.0), 4), _poisson_sf(0, 3.0)
-    (0.0037, 1.0)
-    """
-    n = int(math.ceil(k))
-    if n <= 0:
-        return 1.0
-    if lam <= 0:
-        return 0.0
-    if lam > 200:
-        return 0.5 * math.erfc((n - 0.5 - lam) / math.sqrt(2.0 * lam))
-    term = math.exp(-lam)
-    cdf = 0.0
-    for i in range(n):
-        cdf += term
-        term *= lam / (i + 1)
-    return max(0.0, 1.0 - cdf)

@@ -1,0 +1,112 @@
+"""Is an incident's bad measure concentrated on a change's new version?
+
+The pure comparisons behind :meth:`ChangeTracker.explain
+<detector.incidents.changes.ChangeTracker.explain>`: per incident type, a
+"bad measure" (errors per request, bad reviews per review, mean latency,
+cost per request), and a test of whether the new version's figure is
+clearly worse than the old versions'.
+
+>>> new = [100, 100, 30, 0, 0, 0, 0.0, 0.0]   # 30 errors in 100 requests
+>>> old = [1000, 1000, 10, 0, 0, 0, 0.0, 0.0]  # 10 in 1000
+>>> worse("errors", new, old)
+True
+>>> worse("errors", [100, 100, 2, 0, 0, 0, 0.0, 0.0], old)
+False
+"""
+
+from __future__ import annotations
+
+import math
+
+from detector.windows.aggregate import (
+    V_BAD_REVIEWS,
+    V_COST,
+    V_ERRORS,
+    V_EVENTS,
+    V_LAT_N,
+    V_LAT_SUM,
+    V_REQUESTS,
+    V_REVIEWS,
+)
+
+__all__ = ["TYPE_MEASURES", "CANARY_SHARE", "P_VALUE", "worse", "enough", "share"]
+
+#: The "bad measure" of each incident type, tried in order.
+TYPE_MEASURES: dict[str, tuple[str, ...]] = {
+    "bad_output": ("bad_reviews", "errors"),
+    "retrieval_failure": ("errors",),
+    "tool_failure": ("errors",),
+    "access_privacy": ("errors",),
+    "performance": ("latency", "errors"),
+    "cost": ("cost",),
+}
+# measure -> (numerator index, denominator index, ratio, absolute margin, counts bad events)
+_MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
+    "errors": (V_ERRORS, V_REQUESTS, 2.0, 0.05, True),
+    "bad_reviews": (V_BAD_REVIEWS, V_REVIEWS, 2.0, 0.05, True),
+    "latency": (V_LAT_SUM, V_LAT_N, 1.5, 0.0, False),
+    "cost": (V_COST, V_REQUESTS, 1.5, 0.0, False),
+}
+#: Share of the traffic since a change that the old versions must still carry to be compared
+#: side by side with the new one (a canary); below it the rollout counts as complete.
+CANARY_SHARE = 0.2
+#: One-sided Poisson p-value below which a count of bad events is "clearly more".
+P_VALUE = 0.01
+
+
+def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:
+    num_i, den_i, *_ = _MEASURES[name]
+    if den_i == V_REQUESTS and (new[V_REQUESTS] <= 0 or old[V_REQUESTS] <= 0):
+        den_i = V_EVENTS
+    return num_i, den_i
+
+
+def share(name: str, old: list[float], new: list[float]) -> float:
+    """The old versions' share of the traffic since the change, on measure ``name``'s denominator."""
+    _, den_i = _den(name, new, old)
+    total = old[den_i] + new[den_i]
+    return old[den_i] / total if total else 0.0
+
+
+def enough(name: str, old: list[float]) -> bool:
+    """True when ``old`` carries enough traffic for a comparison of ``name``."""
+    _, den_i = _den(name, old, old)
+    return old[den_i] >= (10 if _MEASURES[name][4] else 3)
+
+
+def worse(name: str, new: list[float], old: list[float]) -> bool | None:
+    """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data."""
+    _, _, ratio, margin, counts = _MEASURES[name]
+    num_i, den_i = _den(name, new, old)
+    n_new, k_new, n_old, k_old = new[den_i], new[num_i], old[den_i], old[num_i]
+    if counts:
+        if n_new < 3 or n_old < 10 or k_new + k_old <= 0:
+            return None
+        p_old = (k_old + 0.5) / (n_old + 1.0)
+        r_new = k_new / n_new
+        return (k_new >= 2 and r_new >= ratio * p_old and r_new - p_old >= margin
+                and _poisson_sf(k_new, n_new * p_old) <= P_VALUE)
+    if n_new < 3 or n_old < 3 or k_old <= 0:
+        return None
+    return (k_new / n_new) >= ratio * (k_old / n_old)
+
+
+def _poisson_sf(k: float, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam).
+
+    >>> round(_poisson_sf(5, 1.0), 4), _poisson_sf(0, 3.0)
+    (0.0037, 1.0)
+    """
+    n = int(math.ceil(k))
+    if n <= 0:
+        return 1.0
+    if lam <= 0:
+        return 0.0
+    if lam > 200:
+        return 0.5 * math.erfc((n - 0.5 - lam) / math.sqrt(2.0 * lam))
+    term = math.exp(-lam)
+    cdf = 0.0
+    for i in range(n):
+        cdf += term
+        term *= lam / (i + 1)
+    return max(0.0, 1.0 - cdf)
