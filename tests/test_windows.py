@@ -176,6 +176,7 @@ def test_aggregate_fields() -> None:
     assert w.cost_usd == 0.5 and math.isclose(w.cost_per_request, 0.5 / 3)
     assert w.rejection_rate == 0.5
     assert w.distinct_tenants == 2 and w.affected_tenants == {"t3"}
+    assert w.affected_tenants_of(("tool_error",)) == {"t3"} and not w.affected_tenants_of(("timeout",))
     assert w.max_key_share == 1.0 and w.top_key() == ("trace_id", "loop", 3)
     assert w.versions["model"]["m1"][0] == 5 and w.versions["model"]["m1"][5] == 4 and w.versions["model"]["m2"][1] == 1
     assert w.changes == [{"ts": T0 + 5, "kind": "prompt", "from_version": "p0", "to_version": "p1",

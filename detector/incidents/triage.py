@@ -75,7 +75,7 @@ def affected(incident_type: str, w: WindowAggregate, error_based: bool = False) 
     classes = TYPE_CLASSES.get(incident_type)
     if incident_type == "bad_output":
         n = w.bad_reviews + sum(w.errors.get(c, 0) for c in classes or ())
-        return n, set(w.affected_tenants)
+        return n, w.affected_tenants_of(("bad_review", *(classes or ())))
     if classes is not None and (incident_type != "performance" or error_based):
-        return sum(w.errors.get(c, 0) for c in classes), set(w.affected_tenants)
+        return sum(w.errors.get(c, 0) for c in classes), w.affected_tenants_of(classes)
     return w.requests, set(w.tenants)

@@ -75,7 +75,9 @@ class WindowAggregate:
         self.cost_events = 0
         self.reviews: dict[str, int] = {}
         self.tenants: set[str] = set()
-        self.affected_tenants: set[str] = set()
+        #: error class (or "bad_review") -> tenants it hit; at most SET_CAP tenants in all
+        self.tenants_by_cause: dict[str, set[str]] = {}
+        self._affected = 0
         self.trace_counts: dict[str, int] = {}
         self.request_counts: dict[str, int] = {}
         #: (prompt, model, config, source_index, tool) -> counters; ``versions`` is derived from it.
@@ -122,11 +124,24 @@ class WindowAggregate:
             _count_or_other(self.errors_by_tool, ev.tool)
             if ev.error_class == "tool_error":
                 _count_or_other(self.tool_errors, ev.tool)
+        if ev.tenant is not None:
+            self._hit(ev.error_class, ev.tenant)
         self._context(ev, True, 0, 1, 0, -1.0, 0.0)
+
+    def _hit(self, cause: str, tenant: str) -> None:
+        hit = self.tenants_by_cause.get(cause)
+        if hit is None:
+            hit = self.tenants_by_cause[cause] = set()
+        if tenant not in hit and self._affected < SET_CAP:
+            hit.add(tenant)
+            self._affected += 1
 
     def _add_review(self, ev: ReviewEvent, ts_ms: int | None) -> None:
         self.reviews[ev.outcome] = self.reviews.get(ev.outcome, 0) + 1
-        self._context(ev, ev.outcome in BAD_OUTCOMES, 0, 0, 1, -1.0, 0.0)
+        bad = ev.outcome in BAD_OUTCOMES
+        if bad and ev.tenant is not None:
+            self._hit("bad_review", ev.tenant)
+        self._context(ev, bad, 0, 0, 1, -1.0, 0.0)
 
     def _add_change(self, ev: ChangeEvent, ts_ms: int | None) -> None:
         if len(self.changes) < CHANGE_CAP:
@@ -140,14 +155,12 @@ class WindowAggregate:
 
     def _context(self, ev: TelemetryEvent, bad: bool, requests: int, errors: int, reviews: int, lat: float,
                  cost: float) -> None:
-        """Samples, affected tenants and per-version counters from an event's context fields."""
+        """Samples and per-version counters from an event's context fields."""
         if ev.request_id is not None and len(self.request_ids) < SAMPLE_CAP:
             self.request_ids.append(ev.request_id)
         if ev.trace_id is not None and len(self.trace_ids) < SAMPLE_CAP:
             self.trace_ids.append(ev.trace_id)
         if bad:
-            if ev.tenant is not None and len(self.affected_tenants) < SET_CAP:
-                self.affected_tenants.add(ev.tenant)
             if ev.request_id is not None and len(self.flagged_request_ids) < SAMPLE_CAP:
                 self.flagged_request_ids.append(ev.request_id)
             if ev.trace_id is not None and len(self.flagged_trace_ids) < SAMPLE_CAP:
@@ -226,6 +239,18 @@ class WindowAggregate:
         n = self.review_count
         return self.bad_reviews / n if n else math.nan
 
+    def affected_tenants_of(self, causes: tuple[str, ...]) -> set[str]:
+        """Tenants hit by errors of these classes (or ``"bad_review"``) in this window."""
+        out: set[str] = set()
+        for c in causes:
+            out |= self.tenants_by_cause.get(c, set())
+        return out
+
+    @property
+    def affected_tenants(self) -> set[str]:
+        """Tenants hit by any error or bad review in this window."""
+        return self.affected_tenants_of(tuple(self.tenants_by_cause))
+
     @property
     def distinct_tenants(self) -> int:
         return len(self.tenants)
@@ -282,7 +307,7 @@ class WindowAggregate:
         d["latency"] = self.latency.to_dict()
         d["contexts"] = [[list(k), v] for k, v in self.contexts.items()]
         d["tenants"] = sorted(self.tenants)
-        d["affected_tenants"] = sorted(self.affected_tenants)
+        d["tenants_by_cause"] = {c: sorted(t) for c, t in sorted(self.tenants_by_cause.items())}
         return d
 
     @classmethod
@@ -294,7 +319,8 @@ class WindowAggregate:
         w.latency = QuantileSketch.from_dict(d["latency"])
         w.contexts = {tuple(k): v for k, v in d["contexts"]}
         w.tenants = set(d["tenants"])
-        w.affected_tenants = set(d["affected_tenants"])
+        w.tenants_by_cause = {c: set(t) for c, t in d["tenants_by_cause"].items()}
+        w._affected = sum(len(t) for t in w.tenants_by_cause.values())
         return w
 
     def __eq__(self, other: object) -> bool:
