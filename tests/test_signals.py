@@ -396,3 +396,18 @@ def test_spend_guard_sums_the_last_hour() -> None:
     assert not any(g.update(0.1).anomalous for _ in range(60))  # 6 per hour
     hits = [g.update(0.5).anomalous for _ in range(20)]  # the hour fills with 0.5 a window
     assert hits.index(True) == 10  # 49 x 0.1 + 11 x 0.5 = 10.4 > 10
+
+
+def test_count_test_learns_weekends_apart_from_weekdays() -> None:
+    """After a fortnight, a weekend hour is expected at weekend volume and a weekday hour at weekday volume."""
+    d = CountTest()
+    monday = 1_767_571_200_000  # 2026-01-05T00:00Z, a Monday
+    for i in range(14 * 1440):
+        ts = monday + i * MINUTE
+        weekend = (i // 1440) % 7 >= 5
+        d.update(12 if weekend else 60, ts)
+    saturday_noon = monday + (14 * 1440 + 5 * 1440 + 720) * MINUTE
+    tuesday_noon = monday + (14 * 1440 + 1440 + 720) * MINUTE
+    assert abs(d.expected(saturday_noon) - 12) < 1 and abs(d.expected(tuesday_noon) - 60) < 1
+    assert not d.evaluate(12, saturday_noon).anomalous  # a quiet Saturday is no traffic collapse
+    assert d.evaluate(0, saturday_noon).judged

@@ -235,8 +235,10 @@ class ProportionTest(Stateful):
 class CountTest(Stateful):
     """Traffic volume against what the time of day predicts (Poisson), both directions.
 
-    The expected count per window is learned per hour-of-day slot once a slot
-    has history, else from the overall level. A drop or stop is judged on the
+    The expected count per window is learned per hour-of-day slot, separately
+    for weekdays and weekends (UTC), once a slot has history: a weekend hour
+    with no weekend history yet uses the weekday slot of that hour, and the
+    other way round; with neither, the overall level. A drop or stop is judged on the
     pooled span of recent windows (a route that stops sending gives empty
     windows); a spike must also exceed ``spike_ratio`` times the expectation.
     """
@@ -270,18 +272,24 @@ class CountTest(Stateful):
         self.level = 0.0
         self.fast = 0.0
         self.n = 0
-        self.slot_level = [0.0] * self.slots
-        self.slot_n = [0] * self.slots
+        # weekday slots first, then weekend slots
+        self.slot_level = [0.0] * (2 * self.slots)
+        self.slot_n = [0] * (2 * self.slots)
         self.recent: deque[list[float]] = deque(maxlen=self.max_span)
 
     def _slot(self, ts_ms: int) -> int:
-        return int(ts_ms // 3_600_000) % 24 * self.slots // 24
+        hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
+        weekend = (int(ts_ms // 86_400_000) + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+        return hour + self.slots if weekend else hour
 
     def expected(self, ts_ms: int) -> float:
         """Expected count in the window starting at ``ts_ms``."""
         s = self._slot(ts_ms)
         if self.slot_n[s] >= self.slot_min:
             return self.slot_level[s]
+        other = (s + self.slots) % (2 * self.slots)  # the same hour on the other kind of day
+        if self.slot_n[other] >= self.slot_min:
+            return self.slot_level[other]
         # no history for this hour yet: the slow level lags a daily decline, so trust the lower
         # of it and a fast level (a real stop still drains both, only less quickly)
         return min(self.level, self.fast)
@@ -322,7 +330,7 @@ class CountTest(Stateful):
 
     def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
         """Update the overall and slot levels (skipped for weight 0); track the span."""
-        self.recent.append([count, self.expected(ts_ms)])
+        self.recent.append([count, round(self.expected(ts_ms), 4)])
         if weight <= 0:
             return
         # a plain average until the exponential weights take over, so a first busy window cannot linger
@@ -331,9 +339,12 @@ class CountTest(Stateful):
         fa = max(1.0 - 0.5 ** (1.0 / self.fast_half_life), 1.0 / (self.n + 1))
         self.fast += fa * (count - self.fast)
         self.n += 1
-        s = self._slot(ts_ms)
+        self._learn_slot(self._slot(ts_ms), count)
+
+    def _learn_slot(self, s: int, count: int) -> None:
         sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
-        self.slot_level[s] += sa * (count - self.slot_level[s])
+        # levels kept to 1e-4 of a request: immaterial, and it keeps the snapshot under 2 KB
+        self.slot_level[s] = round(self.slot_level[s] + sa * (count - self.slot_level[s]), 4)
         self.slot_n[s] += 1
 
     def update(self, count: int, ts_ms: int) -> Judgement:
