@@ -1,11 +1,13 @@
-"""Writes examples/events.jsonl: 100 minutes of one route, with a tool release that breaks.
+"""Writes examples/events.jsonl: 150 minutes of one route, with a tool release that breaks.
 
 A small, readable stand-in for real telemetry, used by README's main job:
 `crm.update_record` serves about 12 requests a minute through two tools; at
 minute 70 a change event releases `crm.write@2.4.0`, and from then on a third of
 the calls to that tool fail with `tool_error`. The replay should open a
 tool_failure incident that names the tool and recommends rolling it back to
-`crm.write@2.3.1`, the last version seen healthy.
+`crm.write@2.3.1`, the last version seen healthy. At minute 100 the release
+is rolled back, the errors stop, and the incident resolves once its signals
+have stayed healthy for 15 minutes.
 
 Run: python examples/make_events.py  (deterministic: same output every time)
 """
@@ -24,12 +26,16 @@ def events(seed: int = 7) -> list[dict[str, object]]:
     rng = random.Random(seed)
     out: list[dict[str, object]] = []
     n = 0
-    for minute in range(100):
-        released = minute >= 70
+    for minute in range(150):
+        released = 70 <= minute < 100
         if minute == 70:
             out.append({"event_id": "chg-1", "type": "change", "ts": START_MS + minute * 60_000, "route": ROUTE,
                         "change_kind": "tool", "from_version": "crm.write@2.3.1", "to_version": "crm.write@2.4.0",
                         "actor": "release-bot"})
+        if minute == 100:
+            out.append({"event_id": "chg-2", "type": "change", "ts": START_MS + minute * 60_000, "route": ROUTE,
+                        "change_kind": "tool", "from_version": "crm.write@2.4.0", "to_version": "crm.write@2.3.1",
+                        "actor": "on-call"})
         for _ in range(rng.randint(9, 15)):
             n += 1
             ts = START_MS + minute * 60_000 + rng.randrange(60_000)

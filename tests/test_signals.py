@@ -411,3 +411,14 @@ def test_count_test_learns_weekends_apart_from_weekdays() -> None:
     assert abs(d.expected(saturday_noon) - 12) < 1 and abs(d.expected(tuesday_noon) - 60) < 1
     assert not d.evaluate(12, saturday_noon).anomalous  # a quiet Saturday is no traffic collapse
     assert d.evaluate(0, saturday_noon).judged
+
+
+def test_rate_test_forgets_a_passed_excess() -> None:
+    """After an error burst has passed, one ordinary error is not joined with the old burst into a new alarm."""
+    d = ProportionTest()
+    for _ in range(300):
+        d.update(0, 12)
+    assert any(d.update(4, 12).anomalous for _ in range(10))  # the incident
+    calm = [d.update(0, 12).anomalous for _ in range(12)]  # it passes: the excess leaves the recent windows
+    assert calm[-6:] == [False] * 6
+    assert not d.update(1, 12).anomalous  # a lone background error afterwards

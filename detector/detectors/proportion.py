@@ -133,6 +133,8 @@ class ProportionTest(Stateful):
         self.recent_k = 0  # events (errors) held in ``recent``
         self.recent_n = 0  # trials held in ``recent``
         self.learned = 0
+        self.was_anomalous = False
+        self.calm = 0  # judged windows since the last anomalous one
 
     @property
     def baseline(self) -> float:
@@ -229,7 +231,21 @@ class ProportionTest(Stateful):
         r = self.evaluate(k, n)
         outlier = r.anomalous or (k >= self.min_count and binom_sf(k, max(n, k), self.baseline) < self.alpha)
         self.learn(k, n, 0.0 if outlier else 1.0)
+        if r.anomalous:
+            self.was_anomalous, self.calm = True, 0
+        elif r.judged:
+            self.calm += 1
+            if self.was_anomalous and self.calm >= self.recent_hot:
+                self._forget_before(self.calm)  # a passed excess is no evidence for the next one
+                self.was_anomalous = False
         return r
+
+    def _forget_before(self, keep: int) -> None:
+        """Drop all but the last ``keep`` windows from the span history."""
+        while len(self.recent) > keep:
+            k, n = self.recent.popleft()
+            self.recent_k -= k
+            self.recent_n -= n
 
 
 class CountTest(Stateful):
