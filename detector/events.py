@@ -20,7 +20,7 @@ Telemetry is a tagged union on ``type``; unknown fields are ignored:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -78,17 +78,6 @@ def tool_identity(value: str) -> str:
     return value.split("@", 1)[0] if "@" in value else value
 
 
-INCIDENT_TYPES = ("bad_output", "retrieval_failure", "tool_failure", "access_privacy", "performance", "cost")
-ACTIONS = (
-    "pause_feature",
-    "draft_only",
-    "manual_review",
-    "rollback",
-    "disable_tool",
-    "narrow_sources",
-    "rate_limit",
-    "failover_route",
-)
 
 # Bounds that make a value absurd rather than merely large. A message beyond
 # them is rejected (and dead-lettered) instead of poisoning a baseline.
@@ -188,6 +177,8 @@ Action = Literal[
     "rate_limit",
     "failover_route",
 ]
+INCIDENT_TYPES: tuple[str, ...] = get_args(IncidentType)
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 
 class _Out(msgspec.Struct, kw_only=True, omit_defaults=False):
