@@ -6,29 +6,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
-import pkgutil
 import statistics
 import time
 
 import numpy as np
 
-import detector.detectors as detectors_pkg
+from detector.detectors import detector_classes
 from detector.detectors.base import UnivariateDetector
 
 
 def univariate_classes() -> list[type[UnivariateDetector]]:
     """Concrete UnivariateDetector subclasses defined in detector.detectors."""
-    found: dict[str, type[UnivariateDetector]] = {}
-    for info in pkgutil.iter_modules(detectors_pkg.__path__):
-        module = importlib.import_module(f"{detectors_pkg.__name__}.{info.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            concrete = issubclass(obj, UnivariateDetector) and not inspect.isabstract(obj)
-            if concrete and obj.__module__ == module.__name__:
-                found[obj.__qualname__] = obj
-    return [found[k] for k in sorted(found)]
+    return detector_classes(UnivariateDetector)
 
 
 def bench(cls: type[UnivariateDetector], n: int, seed: int = 0) -> tuple[float, float, int]:

@@ -8,11 +8,9 @@ detector cannot silently escape the contract.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import math
-import pkgutil
 from collections import deque
 from collections.abc import Callable
 from dataclasses import astuple, is_dataclass
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import detector.detectors as detectors_pkg
+from detector.detectors import detector_classes
 from detector.detectors.base import Stateful, UnivariateDetector
 
 # Classes exempt from the contract, with the reason. (None so far.)
@@ -32,18 +30,7 @@ MINUTE = 60_000
 
 def stateful_classes() -> list[type[Stateful]]:
     """Every concrete Stateful subclass defined in a module of detector.detectors."""
-    found: dict[str, type[Stateful]] = {}
-    for info in pkgutil.iter_modules(detectors_pkg.__path__):
-        module = importlib.import_module(f"{detectors_pkg.__name__}.{info.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(obj, Stateful)
-                and not inspect.isabstract(obj)
-                and obj.__module__ == module.__name__
-                and obj.__qualname__ not in EXCEPTIONS
-            ):
-                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    return [found[k] for k in sorted(found)]
+    return [c for c in detector_classes(Stateful) if c.__qualname__ not in EXCEPTIONS]
 
 
 CLASSES = stateful_classes()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-import detector.detectors as detectors_pkg
+from detector.detectors import detector_classes
 from detector.detectors.base import UnivariateDetector
 
 DAY = 1440  # one value per 1-minute window
@@ -21,18 +18,7 @@ DEFAULT_ALARM_THRESHOLD = 0.5
 Series = NDArray[np.float64]
 
 
-def _univariate_classes() -> list[type[UnivariateDetector]]:
-    found: dict[str, type[UnivariateDetector]] = {}
-    for info in pkgutil.iter_modules(detectors_pkg.__path__):
-        module = importlib.import_module(f"{detectors_pkg.__name__}.{info.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            concrete = issubclass(obj, UnivariateDetector) and not inspect.isabstract(obj)
-            if concrete and obj.__module__ == module.__name__:
-                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    return [found[k] for k in sorted(found)]
-
-
-CLASSES = _univariate_classes()
+CLASSES = detector_classes(UnivariateDetector)
 
 
 def seasonal(seed: int, days: int = 4) -> Series:
