@@ -99,7 +99,7 @@ class _RouteState:
             self.alarms[name] = Alarm(0, dc.persistence, dc.clear_after)
         self.last: dict[str, list[float]] = {}
         self.subject: dict[str, str] = {}
-        self.pending_latency: dict[str, Any] | None = None
+        self.pending_latency: QuantileSketch | None = None  # quiet windows' latencies, pooled
         self.pending_cost: list[float] | None = None
         #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
         self.tools: dict[str, ProportionTest] = {}
@@ -112,7 +112,7 @@ class _RouteState:
             "alarms": {k: v.snapshot() for k, v in self.alarms.items()},
             "last": self.last,
             "subject": self.subject,
-            "pending_latency": self.pending_latency,
+            "pending_latency": None if self.pending_latency is None else self.pending_latency.to_dict(),
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
             "heightened_until": self.heightened_until,
@@ -123,7 +123,8 @@ class _RouteState:
         self.alarms = {k: Alarm.from_snapshot(v) for k, v in d["alarms"].items()}
         self.last = d["last"]
         self.subject = d["subject"]
-        self.pending_latency = d["pending_latency"]
+        pend = d["pending_latency"]
+        self.pending_latency = None if pend is None else QuantileSketch.from_dict(pend)
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
         self.heightened_until = d.get("heightened_until", 0)
@@ -171,9 +172,8 @@ class RouteDetectors:
         # latency: pool low-volume windows until enough samples
         sketch = w.latency
         if st.pending_latency is not None:
-            pend = QuantileSketch.from_dict(st.pending_latency)
-            pend.merge(sketch)
-            sketch = pend
+            st.pending_latency.merge(sketch)
+            sketch = st.pending_latency
         if sketch.count >= MIN_LATENCY_SAMPLES:
             st.pending_latency = None
             for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
@@ -182,8 +182,9 @@ class RouteDetectors:
                 det = d[name]
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
-        else:
-            st.pending_latency = sketch.to_dict() if sketch.count else None
+        elif sketch.count and st.pending_latency is None:
+            st.pending_latency = QuantileSketch()  # a copy: the window's own sketch stays as it was
+            st.pending_latency.merge(sketch)
 
         n = max(w.requests, w.error_count)
         for name, (classes, _) in ERROR_GROUPS.items():
