@@ -41,6 +41,7 @@ Mean(alpha=0.5)
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import math
 from collections import deque
@@ -48,7 +49,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-__all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state"]
+__all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight"]
 
 T = TypeVar("T", bound="Stateful")
 
@@ -131,6 +132,21 @@ class Stateful(abc.ABC):
 def _defaults(cls: type) -> dict[str, Any]:
     sig = inspect.signature(cls.__init__)  # type: ignore[misc]
     return {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
+
+
+@functools.lru_cache(maxsize=64)
+def _rate(half_life: float) -> float:
+    return float(1.0 - 0.5 ** (1.0 / half_life))
+
+
+def ew_weight(half_life: float, n: int) -> float:
+    """Weight of the next value in an exponential average with this half-life (in steps), after ``n``
+    values: a plain average until the exponential weight takes over, so early values cannot linger.
+
+    >>> ew_weight(1.0, 0), ew_weight(1.0, 5), round(ew_weight(100.0, 1000), 5)
+    (1.0, 0.5, 0.00691)
+    """
+    return max(_rate(half_life), 1.0 / (n + 1))
 
 
 class UnivariateDetector(Stateful):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from scipy.special import betainc, gammaincc
 
-from detector.detectors.base import Stateful
+from detector.detectors.base import Stateful, ew_weight
 
 __all__ = ["ProportionTest", "CountTest", "Judgement", "binom_sf", "poisson_cdf", "poisson_sf"]
 
@@ -349,16 +349,15 @@ class CountTest(Stateful):
         self.recent.append([count, round(self.expected(ts_ms), 4)])
         if weight <= 0:
             return
-        # a plain average until the exponential weights take over, so a first busy window cannot linger
-        a = max(1.0 - 0.5 ** (1.0 / self.half_life), 1.0 / (self.n + 1))
+        a = ew_weight(self.half_life, self.n)
         self.level += a * (count - self.level)
-        fa = max(1.0 - 0.5 ** (1.0 / self.fast_half_life), 1.0 / (self.n + 1))
+        fa = ew_weight(self.fast_half_life, self.n)
         self.fast += fa * (count - self.fast)
         self.n += 1
         self._learn_slot(self._slot(ts_ms), count)
 
     def _learn_slot(self, s: int, count: int) -> None:
-        sa = max(1.0 - 0.5 ** (1.0 / self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
+        sa = ew_weight(self.slot_half_life, self.slot_n[s])
         # levels kept to 1e-4 of a request: immaterial, and it keeps the snapshot under 2 KB
         self.slot_level[s] = round(self.slot_level[s] + sa * (count - self.slot_level[s]), 4)
         self.slot_n[s] += 1

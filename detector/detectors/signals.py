@@ -39,10 +39,9 @@ False
 
 from __future__ import annotations
 
-import functools
 import math
 
-from detector.detectors.base import Stateful
+from detector.detectors.base import Stateful, ew_weight
 from detector.detectors.proportion import Judgement
 from detector.detectors.robust_likelihood import RobustLikelihood
 
@@ -52,12 +51,6 @@ __all__ = ["LevelShift", "Alarm", "core_detector"]
 def core_detector() -> RobustLikelihood:
     """The univariate core every continuous signal runs (and ``detector bench nab`` scores)."""
     return RobustLikelihood()
-
-
-@functools.lru_cache(maxsize=64)
-def _rate(half_life: float) -> float:
-    """Per-step weight of an exponential average with this half-life (in steps)."""
-    return float(1.0 - 0.5 ** (1.0 / half_life))
 
 
 class LevelShift(Stateful):
@@ -160,7 +153,7 @@ class LevelShift(Stateful):
         if self.n == 0:
             self.mean = y
         else:
-            a = max(_rate(self.half_life), 1.0 / (self.n + 1))
+            a = ew_weight(self.half_life, self.n)
             err = y - self.mean
             self.mean += a * err
             self.dev += a * (abs(err) * math.sqrt(max(n, 1)) - self.dev)
@@ -169,7 +162,7 @@ class LevelShift(Stateful):
         if self.slot_n[s] == 0:
             self.slot_mean[s] = y
         else:
-            sa = max(_rate(self.slot_half_life), 1.0 / (self.slot_n[s] + 1))
+            sa = ew_weight(self.slot_half_life, self.slot_n[s])
             self.slot_mean[s] += sa * (y - self.slot_mean[s])
         self.slot_n[s] += 1
 
