@@ -7,8 +7,9 @@ import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from detector.config import ConfigError, load_config
+from detector.config import Config, ConfigError, load_config, with_overrides
 
 __all__ = ["main"]
 
@@ -33,6 +34,72 @@ def _replay(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"replay: cannot read or write {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _service_config(args: argparse.Namespace) -> Config | None:
+    """The config file (or defaults) with the command-line flags laid over it; None after printing errors."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        for e in err.errors:
+            print(f"config error: {e}", file=sys.stderr)
+        return None
+    kafka: dict[str, Any] = {}
+    if getattr(args, "bootstrap_servers", None):
+        kafka["bootstrap_servers"] = [s.strip() for s in args.bootstrap_servers.split(",") if s.strip()]
+    if getattr(args, "telemetry_topic", None):
+        kafka["telemetry_topics"] = list(args.telemetry_topic)
+    if getattr(args, "incidents_topic", None):
+        kafka["incidents_topic"] = args.incidents_topic
+    if getattr(args, "group_id", None):
+        kafka["group_id"] = args.group_id
+    updates: dict[str, Any] = {"kafka": kafka} if kafka else {}
+    if getattr(args, "metrics_port", None) is not None:
+        updates["metrics"] = {"port": args.metrics_port}
+    try:
+        return with_overrides(config, updates)
+    except ConfigError as err:
+        for e in err.errors:
+            print(f"config error: {e}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _service_config(args)
+    if config is None:
+        return 2
+    from detector.service.main import run_service
+
+    return run_service(config)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """`detector incident acknowledge|contain|resolve ID` and `detector silence GLOB`: write to the control topic."""
+    config = _service_config(args)
+    if config is None:
+        return 2
+    from detector.incidents.commands import build_command, encode_command
+    from detector.sinks.control import send_command
+
+    try:
+        if args.command == "silence":
+            cmd = build_command("silence", route=args.route, until=args.until, by=args.by, note=args.note)
+            key = args.route
+        else:
+            cmd = build_command(args.action, incident_id=args.incident_id, by=args.by, note=args.note)
+            key = args.incident_id
+    except ValueError as err:
+        print(f"{args.command}: {err}", file=sys.stderr)
+        return 2
+    try:
+        where = send_command(config, key.encode(), encode_command(cmd))
+    except Exception as err:  # noqa: BLE001 - any client failure is reported in one line
+        from detector.service.loop import describe
+
+        print(f"{args.command}: not sent: {describe(err)}", file=sys.stderr)
+        return 1
+    print(f"{args.command}: sent to {where}")
     return 0
 
 
@@ -71,6 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
     rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
 
+    def kafka_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
+        p.add_argument("--bootstrap-servers", help="HOST:PORT[,HOST:PORT...] (overrides kafka.bootstrap_servers)")
+
+    run = sub.add_parser("run", help="the service: consume telemetry from Kafka, publish incidents")
+    kafka_flags(run)
+    run.add_argument("--telemetry-topic", action="append", help="telemetry topic (repeatable)")
+    run.add_argument("--incidents-topic", help="incidents topic")
+    run.add_argument("--group-id", help="consumer group id")
+    run.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (0: any free port)")
+
+    inc = sub.add_parser("incident", help="operator commands on an incident (written to the control topic)")
+    inc.add_argument("action", choices=["acknowledge", "contain", "resolve"])
+    inc.add_argument("incident_id")
+    inc.add_argument("--by", required=True, help="who gives the command")
+    inc.add_argument("--note", help="a note kept with the incident (at most 500 characters)")
+    kafka_flags(inc)
+
+    sil = sub.add_parser("silence", help="silence notifications for routes matching a glob until a time")
+    sil.add_argument("route", help="route glob, e.g. 'support.*'")
+    sil.add_argument("--until", required=True, help="RFC 3339 time, e.g. 2026-12-01T18:00:00Z")
+    sil.add_argument("--by", required=True, help="who gives the command")
+    sil.add_argument("--note", help="a note (at most 500 characters)")
+    kafka_flags(sil)
+
     cp = sub.add_parser("config", help="config tools")
     csub = cp.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a config file; exit 0 only when valid")
@@ -102,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(args)
     if args.command == "config":
         return _config_check(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command in ("incident", "silence"):
+        return _command(args)
     parser.error("unknown command")
     return 2
 

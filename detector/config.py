@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from detector.events import Action, IncidentType
 
-__all__ = ["Config", "RouteConfig", "ConfigError", "load_config", "config_errors", "parse_config"]
+__all__ = ["Config", "RouteConfig", "ConfigError", "load_config", "config_errors", "parse_config", "with_overrides"]
 
 ActionName = Action  # one list of containment actions, in events.py
 IncidentTypeName = IncidentType
@@ -34,16 +34,72 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class KafkaConfig(_Model):
-    """Where the service reads telemetry and writes incidents."""
+class KafkaSecurity(_Model):
+    """TLS and SASL settings passed through to the Kafka clients.
 
-    bootstrap_servers: list[str] = ["localhost:9092"]
+    Secrets never sit in the file in clear if you do not want them to: each may
+    instead name an environment variable (``*_env``) or a file (``*_file``)
+    that holds it. They are kept as :class:`pydantic.SecretStr`, so a repr or
+    an error message never shows them.
+    """
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    ssl_password_env: str | None = None
+    ssl_password_file: str | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecurity:
+        sasl = self.protocol.startswith("SASL")
+        if sasl and (self.sasl_mechanism is None or not self.sasl_username):
+            raise ValueError("SASL protocols need sasl_mechanism and sasl_username")
+        if sum(x is not None for x in (self.sasl_password, self.sasl_password_env, self.sasl_password_file)) > 1:
+            raise ValueError("give the SASL password one way: sasl_password, sasl_password_env or sasl_password_file")
+        if sum(x is not None for x in (self.ssl_password, self.ssl_password_env, self.ssl_password_file)) > 1:
+            raise ValueError("give the key password one way: ssl_password, ssl_password_env or ssl_password_file")
+        return self
+
+
+class KafkaConfig(_Model):
+    """Where the service reads telemetry and writes incidents (SPEC sections 2b and 3)."""
+
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     telemetry_topics: list[str] = Field(default_factory=lambda: ["ai.telemetry"], min_length=1)
     incidents_topic: str = "ai.incidents"
     dlq_topic: str = "ai.telemetry.dlq"
+    control_topic: str = "ai.control"
+    containment_topic: str = "ai.containment"
+    #: Compacted topic holding each input partition's state (key: input partition and route).
     changelog_topic: str = "detector.changelog"
-    control_topic: str = "detector.control"
     group_id: str = "detector"
+    client_id: str = "detector"
+    #: Where a partition without checkpointed state or committed offset starts.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    #: Checkpoint (changelog, then offsets) at most this often; also on revoke and shutdown.
+    checkpoint_interval_s: float = Field(5.0, gt=0, le=3600)
+    #: A caught-up partition that receives nothing for this long of wall-clock time moves its
+    #: watermark with the wall clock (so a route whose whole partition went silent is seen to
+    #: stop); 0 turns this off.
+    idle_timeout_s: float = Field(300.0, ge=0)
+    #: Longest wait between reconnection attempts when the broker is unreachable.
+    max_backoff_s: float = Field(30.0, gt=0, le=600)
+    #: Create missing topics at start (needs the right to do so).
+    create_topics: bool = True
+    #: Partitions for the topics the service creates (the changelog gets at least the input's).
+    partitions: int = Field(6, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=16)
+    security: KafkaSecurity = KafkaSecurity()
 
 
 class MetricsConfig(_Model):
@@ -203,6 +259,21 @@ def parse_config(text: str, fmt: Literal["toml", "json"]) -> Config:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError([f"(file): not valid {fmt.upper()}: {err}"]) from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def with_overrides(config: Config, updates: dict[str, dict[str, Any]]) -> Config:
+    """``config`` with some sections' fields replaced (command-line flags), validated again.
+
+    >>> with_overrides(Config(), {"kafka": {"group_id": "g2"}}).kafka.group_id
+    'g2'
+    """
+    data = config.model_dump()  # python mode: secrets stay SecretStr, never turned into text
+    for section, fields in updates.items():
+        data[section] = {**data.get(section, {}), **fields}
     try:
         return Config.model_validate(data)
     except ValidationError as err:

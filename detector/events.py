@@ -247,6 +247,21 @@ class Recommendation(_Out):
     auto_applicable: bool
 
 
+class GroupCause(_Out):
+    """What the related incidents share."""
+
+    kind: Literal["provider", "model", "tool", "source_index", "feed"]
+    value: str
+
+
+class IncidentGroup(_Out):
+    """Incidents on several routes that share one cause (SPEC 2a)."""
+
+    group_id: str
+    cause: GroupCause
+    routes: list[str]
+
+
 class IncidentEvent(_Out):
     """One message on the incidents topic (SPEC section 2)."""
 
@@ -269,3 +284,8 @@ class IncidentEvent(_Out):
     owner: str | None
     escalation: str | None
     summary: str
+    #: Related incidents on other routes with the same cause (SPEC 2a); null when alone.
+    group: IncidentGroup | None = None
+    #: Who gave the operator command behind this message, and their note (SPEC 2b); null otherwise.
+    by: str | None = None
+    note: str | None = None

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from detector.config import Config
 from detector.detectors.firing import Firing
 from detector.detectors.routes import RouteDetectors
+from detector.incidents.commands import Command
 from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
@@ -57,6 +58,14 @@ class DetectorStage(Protocol):
 
     def restore(self, snap: dict[str, Any]) -> None: ...
 
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's state (None when none is held)."""
+        ...
+
+    def restore_routes(self, routes: dict[str, dict[str, Any]]) -> None:
+        """Replace all state with :meth:`route_state` outputs, in the original route order."""
+        ...
+
 
 class IncidentStage(Protocol):
     """Turns firings into incident events (SPEC section 2 dicts); pure, snapshot-able."""
@@ -69,9 +78,21 @@ class IncidentStage(Protocol):
         """Resolve what is open on a route that was evicted."""
         ...
 
+    def on_command(self, cmd: Command) -> list[Incident]:
+        """Apply an operator command; the incident events it causes."""
+        ...
+
+    def route_of(self, incident_id: str) -> str | None: ...
+
     def snapshot(self) -> dict[str, Any]: ...
 
     def restore(self, snap: dict[str, Any]) -> None: ...
+
+    def route_state(self, route: str) -> dict[str, Any] | None: ...
+
+    def global_state(self) -> dict[str, Any]: ...
+
+    def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None: ...
 
 
 class NullDetectors:
@@ -92,6 +113,12 @@ class NullDetectors:
     def restore(self, snap: dict[str, Any]) -> None:
         return None
 
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        return None
+
+    def restore_routes(self, routes: dict[str, dict[str, Any]]) -> None:
+        return None
+
 
 class NullIncidents:
     """An incident stage that opens nothing."""
@@ -102,10 +129,25 @@ class NullIncidents:
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         return []
 
+    def on_command(self, cmd: Command) -> list[Incident]:
+        return []
+
+    def route_of(self, incident_id: str) -> str | None:
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         return {}
 
     def restore(self, snap: dict[str, Any]) -> None:
+        return None
+
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        return None
+
+    def global_state(self) -> dict[str, Any]:
+        return {}
+
+    def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
         return None
 
 
@@ -175,6 +217,8 @@ class Pipeline:
         self._heightened_ms = config.incidents.heightened_s * 1000
         self._decode = self.decoder.decode
         self._seen = self.dedup.seen
+        #: Routes whose state changed since :meth:`take_dirty` (the service checkpoints only those).
+        self._dirty: set[str] = set()
 
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
         self.stats.rejected[rejection.reason] += 1
@@ -190,6 +234,7 @@ class Pipeline:
         stats, win, decode, seen, reject = self.stats, self.windower, self._decode, self._seen, self._reject
         add, lateness, future = win.add, win.lateness_ms, win.max_future_ms
         read = accepted = duplicates = 0
+        dirty = self._dirty.add
         for raw in raws:
             read += 1
             res = decode(raw)
@@ -210,6 +255,7 @@ class Pipeline:
                 continue
             accepted += 1
             add(ev, ts)
+            dirty(ev.route)
             if win.max_ts is None:  # stream time needs two events
                 continue
             wm = win.max_ts - lateness
@@ -231,7 +277,9 @@ class Pipeline:
 
     def _close(self, windows: list[WindowAggregate]) -> list[Incident]:
         out: list[Incident] = []
+        dirty = self._dirty.add
         for w in windows:
+            dirty(w.route)
             self.stats.windows_closed += 1
             firings = self.detectors.on_window(w)
             self.stats.firings += len(firings)
@@ -241,12 +289,74 @@ class Pipeline:
                     self.detectors.heighten(w.route, w.end + self._heightened_ms)
             out.extend(found)
         for ev in self.windower.take_evictions():
+            dirty(ev.route)
             self.stats.routes_evicted += 1
             self.detectors.on_evict(ev.route)
             out.extend(self.incidents.on_evict(ev))
         for inc in out:
             self.stats.incidents[inc["event"]] += 1
         return out
+
+    def advance_to(self, watermark_ms: int) -> list[Incident]:
+        """Close every window ending at or before ``watermark_ms`` (the service's wall-clock advance of a
+        partition that went silent); later events for those windows are late."""
+        win = self.windower
+        wm = win.watermark
+        if wm is not None and watermark_ms <= wm:
+            return []
+        if win.max_ts is None:  # stream time needs two events; an advance gives it a floor
+            win.max_ts = watermark_ms + win.lateness_ms
+            win.top_ts = max(win.top_ts or win.max_ts, win.max_ts)
+        else:
+            win.max_ts = max(win.max_ts, watermark_ms + win.lateness_ms)
+            win.top_ts = max(win.top_ts or win.max_ts, win.max_ts)
+        out = self._close(win.advance())
+        wm = win.max_ts - win.lateness_ms
+        self._next_close = wm - wm % win.size_ms + win.size_ms
+        return out
+
+    def apply_command(self, cmd: Command) -> list[Incident]:
+        """An operator command (SPEC 2b) on this pipeline's incidents and silences."""
+        route = self.incidents.route_of(cmd.incident_id) if cmd.incident_id else None
+        out = self.incidents.on_command(cmd)
+        if route is not None:
+            self._dirty.add(route)
+        for inc in out:
+            self._dirty.add(inc["route"])
+            self.stats.incidents[inc["event"]] += 1
+            if inc["event"] == "resolved":
+                w = self.windower
+                self.detectors.heighten(inc["route"], (w.closed_end or 0) + self._heightened_ms)
+        return out
+
+    # -- per-route checkpoints (the service) -------------------------------------------
+    def take_dirty(self) -> set[str]:
+        """Routes whose state changed since the previous call."""
+        out, self._dirty = self._dirty, set()
+        return out
+
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's state across the stages, JSON-able; None when no stage holds the route."""
+        parts = {"w": self.windower.route_state(route), "d": self.detectors.route_state(route),
+                 "i": self.incidents.route_state(route)}
+        return None if all(v is None for v in parts.values()) else parts
+
+    def partition_state(self) -> dict[str, Any]:
+        """The state that is not per route (stream time, engine globals); duplicate ids excluded."""
+        return {"windower": self.windower.stream_state(), "incidents": self.incidents.global_state(),
+                "next_close": self._next_close}
+
+    def restore_parts(self, partition: dict[str, Any], routes: dict[str, dict[str, Any]],
+                      dedup: tuple[int, list[str], list[str]]) -> None:
+        """Load :meth:`partition_state`, every route's :meth:`route_state` and the duplicate filter's
+        generation with its young and old ids, into a fresh pipeline."""
+        self.windower.restore_parts(partition["windower"],
+                                    {r: d["w"] for r, d in routes.items() if d.get("w") is not None})
+        self.detectors.restore_routes({r: d["d"] for r, d in routes.items() if d.get("d") is not None})
+        self.incidents.restore_parts(partition["incidents"],
+                                     {r: d["i"] for r, d in routes.items() if d.get("i") is not None})
+        self.dedup.restore_generations(*dedup)
+        self._next_close = partition["next_close"]
 
     # -- snapshots ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -272,7 +272,7 @@ def _lifecycle_script() -> list[Step]:
     steps += [(bad_window(i), [fire(i, mag=6.0)]) for i in range(5, 7)]
     steps += [(bad_window(i), [fire(i, mag=6.0), fire(i, signal="latency_p95")]) for i in range(7, 16)]
     steps.append(Command(command="acknowledge", incident_id=incident_id("r", "performance", ts(0)),
-                         at=iso(ts(16))))
+                         at=iso(ts(16)), by="sam"))
     steps += healthy_run(16, 25)
     steps += firing_run(27, 30)
     return steps
@@ -342,7 +342,7 @@ IID = incident_id("r", "performance", ts(0))
 
 
 def _cmd(command: str, at: int, iid: str = IID) -> Command:
-    return Command(command=command, incident_id=iid, at=iso(ts(at)), actor="sam")  # type: ignore[arg-type]
+    return Command(command=command, incident_id=iid, at=iso(ts(at)), by="sam")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -373,8 +373,8 @@ def test_commands_change_status(commands: list[tuple[str, int]], expected: list[
 @pytest.mark.parametrize(
     "command",
     [
-        Command(command="acknowledge", incident_id="inc-0000000000000000", at=iso(ts(3))),  # unknown id
-        Command(command="contain", incident_id=incident_id("r", "cost", ts(0)), at=iso(ts(3))),  # other type
+        Command(command="acknowledge", incident_id="inc-0000000000000000", at=iso(ts(3)), by="sam"),  # unknown id
+        Command(command="contain", incident_id=incident_id("r", "cost", ts(0)), at=iso(ts(3)), by="sam"),  # other type
     ],
 )
 def test_commands_for_unknown_incidents_are_ignored(command: Command) -> None:
@@ -401,7 +401,7 @@ def test_command_with_bad_time_is_ignored(at: str) -> None:
     """A malformed command from the control topic is dropped, never raised into the consumer."""
     engine = IncidentEngine(cfg())
     feed(engine, firing_run(1, 2))
-    assert engine.on_command(Command(command="acknowledge", incident_id=IID, at=at)) == []
+    assert engine.on_command(Command(command="acknowledge", incident_id=IID, at=at, by="sam")) == []
     (o,) = engine.open.values()
     assert o.status == "open"
 
@@ -629,7 +629,7 @@ def test_every_event_kind_matches_the_contract() -> None:
     """Each of the six event kinds converts to IncidentEvent and validates against the committed schema."""
     steps = _lifecycle_script()
     steps.append(Command(command="contain", incident_id=incident_id("r", "performance", ts(26)),
-                         at=iso(ts(31)), action="rollback"))
+                         at=iso(ts(31)), by="sam"))
     steps += firing_run(32, 33, "tool_failure")
     steps.append(RouteEvicted("r", ts(40), "idle"))
     out = drive(steps, cfg(routes={"*": RouteConfig(owner="team-a", escalation="pager-a",
@@ -657,7 +657,7 @@ def _snapshot_script() -> tuple[list[Step], list[Step]]:
     a += healthy_run(10, 16, route="s")
     a += firing_run(14, 14, route="q")  # opened inside the silence: not yet notified
     a.append(Command(command="acknowledge", incident_id=incident_id("r", "bad_output", ts(9)),
-                     at=iso(ts(13))))
+                     at=iso(ts(13)), by="sam"))
     a += [(bad_window(13, "bad_output"), [fire(13, "bad_output"), fire(13, "bad_output", signal="x")])]
     b: list[Step] = [(bad_window(i, "bad_output"), [fire(i, "bad_output"), fire(i, "bad_output", signal="x")])
                      for i in range(14, 21)]

@@ -105,6 +105,8 @@ class _RouteState:
         self.tools: dict[str, ProportionTest] = {}
         #: Until this event time the route is watched harder: one anomalous window fires.
         self.heightened_until = 0
+        #: Creation stamp (set by RouteDetectors): per-route restores sort on it to keep the dict order.
+        self.seq = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -136,11 +138,16 @@ class RouteDetectors:
     def __init__(self, config: Config):
         self.config = config
         self.routes: dict[str, _RouteState] = {}
+        #: Stamp of the newest route state; only the order of stamps matters, so a per-route restore
+        #: starts again from the largest restored one.
+        self._seq = 0
 
     def _state(self, route: str) -> _RouteState:
         st = self.routes.get(route)
         if st is None:
             st = self.routes[route] = _RouteState(self.config, self.config.route(route))
+            self._seq += 1
+            st.seq = self._seq
         return st
 
     def on_evict(self, route: str) -> None:
@@ -155,11 +162,34 @@ class RouteDetectors:
     def snapshot(self) -> dict[str, Any]:
         return {"routes": {r: encode_state(s.snapshot()) for r, s in self.routes.items()}}
 
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's detector state, JSON-able, with its creation stamp (None when it has none)."""
+        st = self.routes.get(route)
+        return None if st is None else {"seq": st.seq, "state": encode_state(st.snapshot())}
+
+    def restore_route(self, route: str, d: dict[str, Any]) -> None:
+        """Load one :meth:`route_state` output (the route goes last in the dict order)."""
+        st = _RouteState(self.config, self.config.route(route))
+        st.restore(decode_state(d["state"]))
+        st.seq = int(d["seq"])
+        self._seq = max(self._seq, st.seq)
+        self.routes.pop(route, None)
+        self.routes[route] = st
+
+    def restore_routes(self, routes: dict[str, dict[str, Any]]) -> None:
+        """Replace every route's state with :meth:`route_state` outputs, in their original creation order."""
+        self.routes = {}
+        self._seq = 0
+        for route, d in sorted(routes.items(), key=lambda kv: (int(kv[1]["seq"]), kv[0])):
+            self.restore_route(route, d)
+
     def restore(self, snap: dict[str, Any]) -> None:
         self.routes = {}
         for r, d in snap.get("routes", {}).items():
             st = _RouteState(self.config, self.config.route(r))
             st.restore(decode_state(d))
+            self._seq += 1
+            st.seq = self._seq
             self.routes[r] = st
 
     # -- judging ------------------------------------------------------------------

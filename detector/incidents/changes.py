@@ -152,9 +152,11 @@ class _Kind:
 
 
 class _Route:
-    __slots__ = ("kinds", "healthy_spans", "last_ms")
+    __slots__ = ("kinds", "healthy_spans", "last_ms", "stamp")
 
     def __init__(self) -> None:
+        #: Order of the last observation (the tracker forgets the least recently observed first).
+        self.stamp = 0
         #: key (change kind, or ``tool:<identity>``) -> what is known about it.
         self.kinds: dict[str, _Kind] = {}
         #: Runs of consecutive healthy windows: [first_start, last_end].
@@ -198,12 +200,15 @@ class ChangeTracker:
         self.settle_ms = settle_ms
         self.max_routes = max_routes
         self._routes: dict[str, _Route] = {}
+        self._stamp = 0
 
     # -- learning -------------------------------------------------------------------
     def observe(self, window: WindowAggregate, healthy: bool) -> None:
         """Record one closed window of a route (call in time order)."""
         r = self._routes.pop(window.route, None) or _Route()
         self._routes[window.route] = r  # most recently observed last
+        self._stamp += 1
+        r.stamp = self._stamp
         if len(self._routes) > self.max_routes:
             del self._routes[next(iter(self._routes))]
         r.last_ms = max(r.last_ms, window.end)
@@ -444,9 +449,11 @@ class ChangeTracker:
         return {
             "params": {"min_events": self.min_events, "near_ms": self.near_ms, "settle_ms": self.settle_ms,
                        "max_routes": self.max_routes},
+            "stamp": self._stamp,
             "routes": {
                 name: {"kinds": {kn: k.to_dict() for kn, k in r.kinds.items()},
-                       "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms}
+                       "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms,
+                       "stamp": r.stamp}
                 for name, r in self._routes.items()
             },
         }
@@ -459,7 +466,27 @@ class ChangeTracker:
             r.kinds = {kn: _Kind.from_dict(kd) for kn, kd in list(d.get("kinds", {}).items())[-KEY_CAP:]}
             r.healthy_spans = [[int(a), int(b)] for a, b in d.get("healthy_spans", [])][-TIMELINE_CAP:]
             r.last_ms = int(d.get("last_ms", 0))
+            r.stamp = int(d.get("stamp", 0))
             self._routes[name] = r
+        if "stamp" in snap:
+            self._stamp = int(snap["stamp"])
+
+    # -- per-route checkpoints ---------------------------------------------------------------------
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        r = self._routes.get(route)
+        if r is None:
+            return None
+        return {"kinds": {kn: k.to_dict() for kn, k in r.kinds.items()},
+                "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms, "stamp": r.stamp}
+
+    def global_state(self) -> dict[str, Any]:
+        return {"params": {"min_events": self.min_events, "near_ms": self.near_ms, "settle_ms": self.settle_ms,
+                           "max_routes": self.max_routes}, "stamp": self._stamp}
+
+    def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
+        """Load :meth:`global_state` and :meth:`route_state` outputs, in the original LRU order."""
+        self.restore({"stamp": int(glob.get("stamp", 0)),
+                      "routes": dict(sorted(routes.items(), key=lambda kv: (kv[1].get("stamp", 0), kv[0])))})
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> ChangeTracker:

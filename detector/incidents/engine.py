@@ -26,6 +26,7 @@ from detector.incidents.changes import ChangeTracker
 from detector.incidents.commands import Command
 from detector.incidents.containment import recommend
 from detector.incidents.evidence import build_evidence
+from detector.incidents.redact import mask
 from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
 from detector.ingest.decode import parse_ts
@@ -41,6 +42,10 @@ WINDOW_CAP = 10
 LEAD_WINDOWS = 3
 #: Signals counted in errors: their incidents' affected requests are the errors, not all traffic.
 ERROR_SIGNALS = ("errors_", "slo_burn_rate", "guardrail_error_rate")
+#: Runtime silences kept at once (the oldest go first).
+MAX_RUNTIME_SILENCES = 1000
+#: Resolved incident ids remembered, so a late command on one is recognised.
+RESOLVED_MEMORY = 1000
 #: Types whose affected requests are specific events (errors, bad reviews).
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
@@ -123,6 +128,10 @@ class IncidentEngine:
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
         ]
+        #: Silences from operator commands: [glob, start ms, end ms].
+        self.runtime_silences: list[list[Any]] = []
+        #: Recently resolved incident ids -> route (for commands naming them).
+        self._resolved_ids: dict[str, str] = {}
 
     # -- stage interface -------------------------------------------------------------
     def on_window(self, w: WindowAggregate, firings: Sequence[Firing]) -> list[Incident]:
@@ -161,18 +170,34 @@ class IncidentEngine:
         return out
 
     def on_command(self, cmd: Command) -> list[Incident]:
-        """Apply an operator command (acknowledge, contain) to an open incident.
+        """Apply an operator command (SPEC 2b); returns the incident messages it causes.
 
-        A command whose ``at`` is not an RFC 3339 time with an offset is ignored:
-        the control topic is input like any other and must not stop the consumer.
+        ``acknowledge`` and ``contain`` move an open incident's status forward (never back);
+        ``resolve`` closes it as a normal resolve does (the route is watched harder afterwards).
+        Each message carries the command's ``by`` and ``note``. ``silence`` and ``unsilence`` add and
+        remove a runtime silence (a route glob, from ``at`` until ``until``), which behaves like one
+        from the config: notification is suppressed, tracking is not. A command whose ``at`` is not
+        an RFC 3339 time with an offset, or that names an incident not open here, does nothing.
         """
         at = parse_ts(cmd.at)
         if at is None:
             return []
-        for o in self.open.values():
+        note = mask(cmd.note) if cmd.note else None
+        if cmd.command in ("silence", "unsilence"):
+            if cmd.route is None:
+                return []
+            self.runtime_silences = [s for s in self.runtime_silences if s[0] != cmd.route]
+            until = parse_ts(cmd.until) if cmd.until else None
+            if cmd.command == "silence" and until is not None and until > at:
+                self.runtime_silences.append([cmd.route, at, until])
+                self.runtime_silences = self.runtime_silences[-MAX_RUNTIME_SILENCES:]
+            return []
+        for key, o in self.open.items():
             if o.id != cmd.incident_id:
                 continue
             rc = self.config.route(o.route)
+            if cmd.command == "resolve":
+                return self._resolve(key, max(at, o.last_emit), rc, by=cmd.by, note=note)
             new_status = "acknowledged" if cmd.command == "acknowledge" else "contained"
             if rank_status(new_status) <= rank_status(o.status):
                 return []
@@ -180,8 +205,19 @@ class IncidentEngine:
             if not o.notified:
                 return []
             # Operators' clocks are not event time: never stamp a message before the last one.
-            return [self._emit(o, new_status, max(at, o.last_emit), rc)]
+            return [self._emit(o, new_status, max(at, o.last_emit), rc, by=cmd.by, note=note)]
         return []
+
+    def knows(self, incident_id: str) -> bool:
+        """Whether the incident is open here or was resolved here recently."""
+        return incident_id in self._resolved_ids or any(o.id == incident_id for o in self.open.values())
+
+    def route_of(self, incident_id: str) -> str | None:
+        """The route of an incident open or recently resolved here."""
+        for o in self.open.values():
+            if o.id == incident_id:
+                return o.route
+        return self._resolved_ids.get(incident_id)
 
     # -- lifecycle ----------------------------------------------------------------------
     def _fire(self, w: WindowAggregate, rc: RouteConfig, itype: str, firings: list[Firing]) -> list[Incident]:
@@ -266,8 +302,12 @@ class IncidentEngine:
         o.pending_update = False
         return [self._emit(o, "opened", at, rc)]
 
-    def _resolve(self, key: str, at: int, rc: RouteConfig) -> list[Incident]:
+    def _resolve(self, key: str, at: int, rc: RouteConfig, by: str | None = None,
+                 note: str | None = None) -> list[Incident]:
         o = self.open.pop(key)
+        self._resolved_ids[o.id] = o.route
+        if len(self._resolved_ids) > RESOLVED_MEMORY:
+            del self._resolved_ids[next(iter(self._resolved_ids))]
         self.heightened[key] = at + self.heightened_ms
         if len(self.heightened) > 10_000:
             for k in sorted(self.heightened, key=self.heightened.__getitem__)[:1000]:
@@ -275,15 +315,15 @@ class IncidentEngine:
         if not o.notified:
             return []
         o.status = "resolved"
-        return [self._emit(o, "resolved", at, rc, resolved_at=at)]
+        return [self._emit(o, "resolved", at, rc, resolved_at=at, by=by, note=note)]
 
     def _silenced(self, route: str, at: int) -> bool:
         return any(fnmatch.fnmatchcase(route, pat) and start <= at < end
-                   for pat, start, end in self._silences)
+                   for pat, start, end in (*self._silences, *self.runtime_silences))
 
     # -- the message ----------------------------------------------------------------------
     def _emit(self, o: _Open, event: str, at: int, rc: RouteConfig,
-              resolved_at: int | None = None) -> Incident:
+              resolved_at: int | None = None, by: str | None = None, note: str | None = None) -> Incident:
         o.seq += 1
         o.notified = True
         o.last_emit = at
@@ -317,6 +357,9 @@ class IncidentEngine:
             "owner": rc.owner,
             "escalation": rc.escalation,
         }
+        inc["group"] = None
+        inc["by"] = by
+        inc["note"] = note
         inc["summary"] = summarize(
             inc, rc, recurrence=o.recurrence, stopped=o.stopped,
             next_update_s=None if event == "resolved" else self.update_ms // 1000,
@@ -338,6 +381,7 @@ class IncidentEngine:
             "before": {r: self._versions_before(r) for r in sorted(set(self.before) | set(self._before_win))},
             "changes": self.changes.snapshot(),
             "recent": {r: [w.to_dict() for w in ring] for r, ring in self._recent.items()},
+            "globals": self.global_state(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -350,6 +394,52 @@ class IncidentEngine:
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
         self._recent = {r: deque((WindowAggregate.from_dict(w) for w in ws), maxlen=LEAD_WINDOWS)
                         for r, ws in snap.get("recent", {}).items()}
+        self.restore_global(snap.get("globals", {}))
+
+    # -- per-route checkpoints --------------------------------------------------------------------
+    def global_state(self) -> dict[str, Any]:
+        """State that belongs to no single route: runtime silences, recently resolved ids."""
+        return {"runtime_silences": copy.deepcopy(self.runtime_silences),
+                "resolved_ids": dict(self._resolved_ids), "changes": self.changes.global_state()}
+
+    def restore_global(self, d: dict[str, Any]) -> None:
+        self.runtime_silences = copy.deepcopy(d.get("runtime_silences", []))
+        self._resolved_ids = dict(d.get("resolved_ids", {}))
+
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's incident state (None when the engine holds nothing of it)."""
+        prefix = route + "\x1f"
+        opened = [[k, o.to_dict()] for k, o in self.open.items() if o.route == route]
+        heightened = {k: v for k, v in self.heightened.items() if k.startswith(prefix)}
+        has_before = route in self.before or route in self._before_win
+        ring = self._recent.get(route)
+        changes = self.changes.route_state(route)
+        if not opened and not heightened and not has_before and ring is None and changes is None:
+            return None
+        return copy.deepcopy({
+            "open": opened, "heightened": heightened,
+            "before": self._versions_before(route) if has_before else None,
+            "recent": [w.to_dict() for w in ring] if ring is not None else None,
+            "changes": changes,
+        })
+
+    def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
+        """Load :meth:`global_state` and every route's :meth:`route_state` (a fresh engine)."""
+        routes = copy.deepcopy(routes)
+        self.open, self.heightened, self.before, self._before_win, self._recent = {}, {}, {}, {}, {}
+        self.restore_global(glob)
+        self.changes = ChangeTracker(**glob.get("changes", {}).get("params", {}))
+        for route, d in routes.items():
+            for key, od in d["open"]:
+                self.open[key] = _Open.from_dict(od)
+            self.heightened.update(d["heightened"])
+            if d["before"] is not None:
+                self.before[route] = d["before"]
+            if d["recent"] is not None:
+                self._recent[route] = deque((WindowAggregate.from_dict(w) for w in d["recent"]),
+                                            maxlen=LEAD_WINDOWS)
+        self.changes.restore_parts(glob.get("changes", {}),
+                                   {r: d["changes"] for r, d in routes.items() if d["changes"] is not None})
 
 
 _STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}

@@ -32,7 +32,7 @@ import math
 import re
 from collections import Counter
 
-__all__ = ["redact_id", "classify", "MAX_ID_LEN"]
+__all__ = ["redact_id", "classify", "mask", "MAX_ID_LEN"]
 
 #: Longest identifier copied into an incident.
 MAX_ID_LEN = 128
@@ -122,3 +122,17 @@ def redact_id(value: object) -> str:
     if kind is not None:
         return f"[redacted:{kind}]"
     return text[:MAX_ID_LEN]
+
+
+def mask(text: str, limit: int = 500) -> str:
+    """Operator text (a command's note) with each sensitive part replaced by its marker, bounded.
+
+    Unlike :func:`redact_id`, the rest of the text is kept: a note is written by staff for staff.
+
+    >>> mask("paged alice@example.com, key sk-live-4eC39HqLyjWDarjtT1zdp7dc rotated")
+    'paged [redacted:email], key [redacted:api_key] rotated'
+    """
+    out = _CONTROL.sub(" ", text[:limit])
+    for name, pattern in _PATTERNS:
+        out = pattern.sub(f"[redacted:{name}]", out)
+    return _TOKEN.sub(lambda m: "[redacted:secret]" if _looks_secret(m.group(0)) else m.group(0), out)

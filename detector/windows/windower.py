@@ -45,12 +45,14 @@ class RouteEvicted:
 
 
 class _Route:
-    __slots__ = ("open", "next_start", "last_seen")
+    __slots__ = ("open", "next_start", "last_seen", "seq")
 
-    def __init__(self, next_start: int, last_seen: int):
+    def __init__(self, next_start: int, last_seen: int, seq: int = 0):
         self.open: dict[int, WindowAggregate] = {}
         self.next_start = next_start
         self.last_seen = last_seen
+        #: Creation order: routes are walked in this order when windows close.
+        self.seq = seq
 
 
 class Windower:
@@ -70,6 +72,7 @@ class Windower:
         self.closed_end: int | None = None
         self.routes: dict[str, _Route] = {}
         self._evicted: list[RouteEvicted] = []
+        self._seq = 0
 
     @property
     def watermark(self) -> int | None:
@@ -94,7 +97,8 @@ class Windower:
         r = self.routes.get(ev.route)
         if r is None:
             first = start if self.closed_end is None else max(start, self.closed_end)
-            r = self.routes[ev.route] = _Route(first, ts_ms)
+            self._seq += 1
+            r = self.routes[ev.route] = _Route(first, ts_ms, self._seq)
             if len(self.routes) > self.max_routes:
                 self._evict_lru(keep=ev.route)
         elif ts_ms > r.last_seen:
@@ -181,24 +185,55 @@ class Windower:
             "max_ts": self.max_ts,
             "top_ts": self.top_ts,
             "closed_end": self.closed_end,
+            "seq": self._seq,
             "routes": {
                 name: {
                     "next_start": r.next_start,
                     "last_seen": r.last_seen,
+                    "seq": r.seq,
                     "open": [w.to_dict() for w in r.open.values()],
                 }
                 for name, r in self.routes.items()
             },
         }
 
+    # -- per-route checkpoints (the service writes only the routes that changed) ----------------------
+    def stream_state(self) -> dict[str, Any]:
+        """The state that is not per route."""
+        return {"max_ts": self.max_ts, "top_ts": self.top_ts, "closed_end": self.closed_end, "seq": self._seq}
+
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's state (None when it is not held)."""
+        r = self.routes.get(route)
+        if r is None:
+            return None
+        return {"next_start": r.next_start, "last_seen": r.last_seen, "seq": r.seq,
+                "open": [w.to_dict() for w in r.open.values()]}
+
+    def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
+        """Load :meth:`stream_state` and :meth:`route_state` outputs; routes keep their creation order."""
+        self.max_ts = stream["max_ts"]
+        self.top_ts = stream["top_ts"]
+        self.closed_end = stream["closed_end"]
+        self._seq = int(stream.get("seq", 0))
+        self.routes = {}
+        self._evicted = []
+        for name, rd in sorted(routes.items(), key=lambda kv: (kv[1].get("seq", 0), kv[0])):
+            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)))
+            for wd in rd["open"]:
+                w = WindowAggregate.from_dict(wd)
+                r.open[w.start] = w
+            self.routes[name] = r
+
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`to_dict` output."""
         self.max_ts = d["max_ts"]
         self.top_ts = d["top_ts"]
         self.closed_end = d["closed_end"]
+        self._seq = int(d.get("seq", 0))
         self.routes = {}
         for name, rd in d["routes"].items():
-            r = _Route(rd["next_start"], rd["last_seen"])
+            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)))
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w

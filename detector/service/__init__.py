@@ -1,0 +1,1 @@
+"""`detector run`: the Kafka service (consumer loop, partitions, endpoints)."""

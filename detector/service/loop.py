@@ -1,0 +1,464 @@
+"""`detector run`: the consumer loop, rebalances, checkpoints and recovery.
+
+One :class:`~detector.service.partition.PartitionTask` (one pipeline) per
+assigned input partition, fed by a kafka-python consumer group. The order
+of operations is what makes a crash (kill -9 at any moment) lose nothing
+and contradict nothing:
+
+1. Incident events, dead letters and containment records are produced as
+   the records that cause them are processed.
+2. A checkpoint produces the changelog records (changed routes, new
+   duplicate ids, then the partition record holding the next input offset),
+   **flushes the producer**, and only when every send since the previous
+   flush succeeded **commits the input offsets**. A failed send raises, the
+   session is torn down and rebuilt from the changelog: the records after
+   the last checkpoint are processed again, and since the pipeline is
+   deterministic it makes the same messages again (same incident_id and
+   seq, same content), which receivers drop as redeliveries.
+3. On assignment a partition is paused; its state is restored from the
+   changelog (a unique marker record is written and the changelog read
+   until the marker comes back, so no end offset is needed) before any of
+   its records is processed, and consumption resumes right after the
+   offset the restored state covers (kept inside the state, not in the
+   commit metadata).
+4. Work that does not follow from the input records alone (operator
+   commands from the control topic, a wall-clock watermark advance of an
+   idle partition) is written ahead into the partition record, flushed,
+   then applied; a restore applies a pending entry again.
+5. On revocation and on shutdown (SIGTERM) every task checkpoints and
+   commits before the partition is let go.
+
+Any Kafka error tears the session down (clients closed, tasks dropped) and
+a new one starts after a capped exponential backoff; readiness is off
+until partitions are assigned and restored again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from detector.config import Config
+from detector.incidents.commands import Command, decode_command
+from detector.ingest.decode import Rejection
+from detector.metrics import Metrics
+from detector.pipeline import Stats
+from detector.service.clients import client_kwargs
+from detector.service.http import Health
+from detector.service.partition import CommandRecord, PartitionTask, Record
+from detector.sinks.kafka import Outputs, ProduceFailed
+from detector.state.changelog import RestoreError, read_changelog
+from detector.state.records import Restored, tp_name
+
+__all__ = ["Service", "RestoreError"]
+
+log = logging.getLogger("detector.service")
+TP = tuple[str, int]
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python ships no types
+    """Runs on the consumer's IO thread (kafka-python 3), where blocking consumer calls are refused:
+    assignment only pauses the partitions (the loop restores them after ``poll`` returns); revocation
+    checkpoints (the producer has its own IO thread) and commits with the coordinator's awaitable commit."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        offsets = self.service._on_revoked({(tp.topic, tp.partition) for tp in revoked})
+        consumer = self.service._consumer
+        if offsets and consumer is not None:
+            try:
+                await consumer._coordinator._commit_offsets_sync_async(offsets)
+            except Exception as err:  # noqa: BLE001 - the changelog holds the offset; the commit is for lag
+                log.warning("kafka: commit on revoke failed: %s", describe(err))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.service._on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+def copy_stats(stats: Stats) -> Stats:
+    """A copy of a pipeline's counters (the metrics add the difference after a batch)."""
+    return dataclasses.replace(stats, rejected=Counter(stats.rejected), incidents=Counter(stats.incidents))
+
+
+def describe(err: BaseException) -> str:
+    """A one-line description of a client error: its kind, never a configured value."""
+    name = err.__class__.__name__
+    text = {
+        "NoBrokersAvailable": "no broker reachable",
+        "KafkaTimeoutError": "the broker did not answer in time",
+        "ProduceFailed": "messages could not be delivered",
+        "RestoreError": "the changelog could not be read back",
+        "ConnectionRefusedError": "connection refused",
+    }.get(name)
+    if text is None:
+        text = "kafka error" if isinstance(err, KafkaError) else "connection error"
+    return f"{text} ({name})"
+
+
+class Service:
+    """The detector service. ``run()`` blocks until :meth:`stop`; returns the exit status."""
+
+    def __init__(self, config: Config, metrics: Metrics, health: Health, *,
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
+                 environ: dict[str, str] | None = None):
+        self.config = config
+        self.k = config.kafka
+        self.metrics = metrics
+        self.health = health
+        self.wall = wall
+        self.mono = mono
+        self.environ = environ
+        self._stop = threading.Event()
+        self.tasks: dict[TP, PartitionTask] = {}
+        self._pending: set[TP] = set()
+        self._consumer: KafkaConsumer | None = None
+        self._control: KafkaConsumer | None = None
+        self._outputs: Outputs | None = None
+        self._changelog_partitions = 1
+        self._last_checkpoint = 0.0
+        self._last_input: dict[TP, float] = {}
+        self._lateness_ms = config.windows.allowed_lateness_s * 1000
+        self._size_ms = config.windows.size_s * 1000
+        self._max_step_ms = config.windows.idle_evict_s * 1000 + self._size_ms
+        self._control_parts: list[int] = []
+        #: Set once the final checkpoint is written (or after an error): revocation on close skips it.
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to checkpoint, commit, leave the group and return (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> int:
+        backoff = 0.5
+        while not self.stopping:
+            started = self.mono()
+            try:
+                self._session()
+            except (KafkaError, OSError, ProduceFailed, RestoreError) as err:
+                self.health.set_ready(False, describe(err))
+                self.metrics.set_ready(False)
+                self.metrics.set_connected(False)
+                if self.mono() - started > 60:
+                    backoff = 0.5  # it ran fine for a while: start the backoff over
+                log.warning("kafka: %s; retrying in %.1f s", describe(err), backoff)
+                self._teardown()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.k.max_backoff_s)
+        self._teardown()
+        return 0
+
+    def _teardown(self) -> None:
+        self._closing = True  # after an error nothing is checkpointed: the changelog holds the last good state
+        self.tasks.clear()
+        for client in (self._consumer, self._control):
+            if client is not None:
+                try:
+                    client.close(autocommit=False)
+                except Exception:  # noqa: BLE001 - closing a broken client must not stop recovery
+                    pass
+        if self._outputs is not None:
+            try:
+                self._outputs.producer.close(timeout=1)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001
+                pass
+        self._consumer = self._control = None
+        self._outputs = None
+        self.tasks.clear()
+        self._pending.clear()
+        self.metrics.set_assigned(0)
+
+    # -- one connected session ----------------------------------------------------------------------
+    def _session(self) -> None:
+        self._closing = False
+        kw = client_kwargs(self.k, self.environ)
+        self._ensure_topics(kw)
+        producer = KafkaProducer(acks="all", linger_ms=5, retries=5, delivery_timeout_ms=30_000,
+                                 max_block_ms=10_000, request_timeout_ms=10_000, **kw)
+        self._outputs = Outputs(producer, incidents=self.k.incidents_topic, dlq=self.k.dlq_topic,
+                                containment=self.k.containment_topic, changelog=self.k.changelog_topic)
+        self._consumer = KafkaConsumer(
+            group_id=self.k.group_id, enable_auto_commit=False, auto_offset_reset=self.k.auto_offset_reset,
+            session_timeout_ms=self.k.session_timeout_ms, heartbeat_interval_ms=self.k.heartbeat_interval_ms,
+            max_poll_records=5000, max_poll_interval_ms=300_000, request_timeout_ms=max(
+                30_000, self.k.session_timeout_ms + 5000), **kw)
+        self._control = KafkaConsumer(group_id=None, enable_auto_commit=False, **kw)
+        parts = self._control.partitions_for_topic(self.k.control_topic) or {0}
+        self._control_parts = sorted(parts)
+        self._control.assign([TopicPartition(self.k.control_topic, p) for p in self._control_parts])
+        self._control.seek_to_beginning()
+        cl_parts = self._consumer.partitions_for_topic(self.k.changelog_topic)
+        self._changelog_partitions = max(1, len(cl_parts or ()))
+        self._consumer.subscribe(self.k.telemetry_topics, listener=_Listener(self))
+        self.metrics.set_connected(True)
+        self.health.set_ready(False, "joining the consumer group")
+        log.info("kafka: connected; joining group %s for %s", self.k.group_id, ",".join(self.k.telemetry_topics))
+        self._last_checkpoint = self.mono()
+        while not self.stopping:
+            self.health.beat()
+            self._step()
+        self._checkpoint(list(self.tasks))
+        self._closing = True
+        self._consumer.close(autocommit=False)  # leaves the group
+        self._consumer = None
+        self.health.set_ready(False, "stopped")
+        self.metrics.set_ready(False)
+
+    def _ensure_topics(self, kw: dict[str, Any]) -> None:
+        if not self.k.create_topics:
+            return
+        admin = KafkaAdminClient(**{k: v for k, v in kw.items() if k in KafkaAdminClient.DEFAULT_CONFIG},
+                                 request_timeout_ms=10_000)
+        try:
+            have = set(admin.list_topics())
+            n, rf = self.k.partitions, self.k.replication_factor
+            compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
+            wanted = [NewTopic(t, n, rf) for t in self.k.telemetry_topics]
+            wanted += [NewTopic(self.k.incidents_topic, n, rf), NewTopic(self.k.dlq_topic, n, rf),
+                       NewTopic(self.k.control_topic, 1, rf),
+                       NewTopic(self.k.containment_topic, n, rf, topic_configs={"cleanup.policy": "compact"})]
+            input_parts = n
+            for t in self.k.telemetry_topics:
+                if t in have:
+                    desc = admin.describe_topics([t])
+                    input_parts = max(input_parts, len(desc[0].get("partitions", ())) if desc else n)
+            wanted.append(NewTopic(self.k.changelog_topic, input_parts, rf, topic_configs=compact))
+            for t in wanted:
+                if t.name in have:
+                    continue
+                try:
+                    admin.create_topics([t])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+
+    # -- rebalance ----------------------------------------------------------------------------------
+    def _on_assigned(self, assigned: set[TP]) -> None:
+        assert self._consumer is not None
+        self._pending |= assigned
+        self._consumer.pause(*[TopicPartition(t, p) for t, p in assigned])
+        self.health.set_ready(False, "restoring partitions")
+        self.metrics.set_ready(False)
+
+    def _on_revoked(self, revoked: set[TP]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Checkpoint the revoked partitions and drop them; returns the offsets to commit."""
+        self._pending -= revoked
+        gone = [tp for tp in revoked if tp in self.tasks]
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        if not self._closing:
+            try:
+                offsets = self._checkpoint(gone, commit=False)
+            except (KafkaError, ProduceFailed) as err:  # the next owner restores the previous checkpoint
+                log.warning("kafka: checkpoint on revoke failed: %s", describe(err))
+        for tp in gone:
+            self.tasks.pop(tp, None)
+            self._last_input.pop(tp, None)
+        self.metrics.set_assigned(len(self.tasks))
+        return offsets
+
+    def _restore_pending(self) -> None:
+        assert self._consumer is not None and self._outputs is not None
+        pending = sorted(self._pending)
+        self._pending.clear()
+        started = self.mono()
+        restored = self.read_state(pending)
+        for tp in pending:
+            st = restored[tp]
+            task = PartitionTask(self.config, tp[0], tp[1], st, self._cl_partition(tp[1]), self._dead_letter)
+            self.tasks[tp] = task
+            self._last_input[tp] = self.mono()
+            if task.offset is not None:
+                self._consumer.seek(TopicPartition(*tp), task.offset)
+            self._rewind_control(task)
+            if task.pending_wal:  # a write-ahead entry the crashed owner may not have finished
+                self._emit(task, task.apply_wal())
+                self._checkpoint([tp])
+            self.metrics.observe_restore(self.mono() - started, st.records)
+        self._consumer.resume(*[TopicPartition(t, p) for t, p in pending])
+        self.metrics.set_assigned(len(self.tasks))
+        log.info("kafka: %d partition(s) restored in %.2f s", len(pending), self.mono() - started)
+
+    def _rewind_control(self, task: PartitionTask) -> None:
+        """Read the control topic again from where this task stopped applying commands."""
+        control = self._control
+        assert control is not None
+        for p in self._control_parts:
+            part = TopicPartition(self.k.control_topic, p)
+            need = task.control.get(str(p), 0)
+            if need < control.position(part):
+                control.seek(part, need)
+
+    def _cl_partition(self, partition: int) -> int:
+        return partition % self._changelog_partitions
+
+    def read_state(self, tps: list[TP], timeout_s: float = 120.0) -> dict[TP, Restored]:
+        """Each partition's state from the changelog, read up to a marker written just before."""
+        assert self._outputs is not None
+        by_cl: dict[int, list[str]] = {}
+        for tp in tps:
+            by_cl.setdefault(self._cl_partition(tp[1]), []).append(tp_name(*tp))
+        got = read_changelog(client_kwargs(self.k, self.environ), self._outputs, self.k.changelog_topic, by_cl,
+                             beat=self.health.beat, timeout_s=timeout_s, mono=self.mono)
+        return {tp: got[tp_name(*tp)] for tp in tps}
+
+    # -- the loop's step ----------------------------------------------------------------------------
+    def _step(self) -> None:
+        consumer, outputs = self._consumer, self._outputs
+        assert consumer is not None and outputs is not None
+        batch = consumer.poll(timeout_ms=200, max_records=5000)
+        if self._pending:
+            self._restore_pending()
+        now = self.mono()
+        for part, msgs in batch.items():
+            tp = (part.topic, part.partition)
+            task = self.tasks.get(tp)
+            if task is None or not msgs:
+                continue
+            t0 = time.perf_counter()
+            before = copy_stats(task.stats)
+            found = task.process([Record(m.offset, m.key, m.value) for m in msgs])
+            self._emit(task, found)
+            self._last_input[tp] = now
+            self.metrics.observe_batch(part.topic, part.partition, time.perf_counter() - t0, len(msgs))
+            self.metrics.add_stats_delta(part.topic, part.partition, before, task.stats)
+            hw = consumer.highwater(part)
+            if hw is not None:
+                self.metrics.set_lag(part.topic, part.partition, max(0, hw - (task.offset or 0)))
+        if self.tasks and not self._pending and not self.health.ready:
+            self.health.set_ready(True, "consuming")
+            self.metrics.set_ready(True)
+        self._control_step()
+        self._idle_step(now)
+        if now - self._last_checkpoint >= self.k.checkpoint_interval_s:
+            self._checkpoint(list(self.tasks))
+
+    def _emit(self, task: PartitionTask, incidents: list[dict[str, Any]]) -> None:
+        assert self._outputs is not None
+        for inc in incidents:
+            self._outputs.incident(inc)
+            self.metrics.observe_incident(inc)
+        for rec in task.take_containment():
+            self._outputs.containment(rec)
+
+    def _dead_letter(self, raw: bytes, key: bytes | None, rejection: Rejection, source: str) -> None:
+        if rejection.reason == "late" or self._outputs is None:
+            return  # late events are counted, not dead-lettered: they are valid, only too late
+        self._outputs.dead_letter(raw, key, rejection, source)
+        self.metrics.observe_dead_letter(rejection.reason)
+
+    def _is_leader(self) -> bool:
+        """The owner of partition 0 of the first telemetry topic dead-letters bad commands (once per group)."""
+        return (self.k.telemetry_topics[0], 0) in self.tasks
+
+    def _control_step(self) -> None:
+        control, outputs = self._control, self._outputs
+        assert control is not None and outputs is not None
+        got = control.poll(timeout_ms=0, max_records=1000)
+        if not got:
+            return
+        cmds: list[CommandRecord] = []
+        for part, msgs in sorted(got.items(), key=lambda kv: kv[0].partition):
+            for m in msgs:
+                dec = decode_command(m.value if m.value is not None else b"")
+                if isinstance(dec, Command):
+                    cmds.append(CommandRecord(part.partition, m.offset, m.key, m.value))
+                    continue
+                self.metrics.observe_command("invalid", dec.reason)
+                if self._is_leader():
+                    outputs.dead_letter(m.value or b"", m.key, dec, f"{part.topic}/{part.partition}/{m.offset}")
+                    self.metrics.observe_dead_letter(dec.reason)
+        if not cmds:
+            return
+        staged = [tp for tp, task in self.tasks.items() if task.plan_commands(cmds)]
+        if not staged:
+            return
+        self._checkpoint(staged)  # write ahead: the commands are in the changelog before they act
+        for tp in staged:
+            task = self.tasks[tp]
+            found = task.apply_wal()
+            for inc in found:
+                self.metrics.observe_command(inc["event"], "applied")
+            self._emit(task, found)
+        self._checkpoint(staged)
+
+    def _idle_step(self, now: float) -> None:
+        idle_s = self.k.idle_timeout_s
+        if idle_s <= 0:
+            return
+        idle = 0
+        staged: list[TP] = []
+        target_now = int(self.wall() * 1000) - self._lateness_ms
+        for tp, task in self.tasks.items():
+            if now - self._last_input.get(tp, now) < idle_s:
+                continue
+            idle += 1
+            wm = task.pipe.windower.watermark
+            target = target_now if wm is None else min(target_now, wm + self._max_step_ms)
+            if wm is not None and target - wm < self._size_ms:
+                continue
+            if task.plan_advance(target):
+                staged.append(tp)
+        self.metrics.set_idle_partitions(idle)
+        if not staged:
+            return
+        self._checkpoint(staged)
+        for tp in staged:
+            task = self.tasks[tp]
+            self._emit(task, task.apply_wal())
+        self._checkpoint(staged)
+
+    def routes_inventory(self) -> dict[str, Any]:
+        """What ``/routes`` serves: the routes held by this instance, their partition and open incidents."""
+        out: list[dict[str, Any]] = []
+        for (topic, part), task in sorted(self.tasks.items()):
+            counts = task.containment.open_counts()
+            for route in sorted(task.pipe.windower.routes):
+                out.append({"route": route, "topic": topic, "partition": part,
+                            "open_incidents": counts.get(route, 0)})
+        return {"routes": out}
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def _checkpoint(self, tps: list[TP], commit: bool = True) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Changelog records for ``tps``, flush, then commit their offsets (in that order)."""
+        outputs, consumer = self._outputs, self._consumer
+        if outputs is None:
+            return {}
+        t0 = time.perf_counter()
+        written = records = 0
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp in tps:
+            task = self.tasks.get(tp)
+            if task is None:
+                continue
+            written += task.checkpoint(lambda k, v, p: outputs.changelog(k, v, p))
+            records += task.last_checkpoint_records
+            if task.offset is not None:
+                offsets[TopicPartition(*tp)] = OffsetAndMetadata(task.offset, "", -1)
+        try:
+            outputs.flush(timeout=30)  # raises ProduceFailed: then nothing below is committed
+        except ProduceFailed:
+            self.metrics.observe_produce_errors(1)
+            raise
+        if commit and offsets and consumer is not None:
+            consumer.commit(offsets)
+        self._last_checkpoint = self.mono()
+        self.metrics.observe_checkpoint(time.perf_counter() - t0, written, records)
+        return offsets

@@ -1,0 +1,1 @@
+"""Where the service writes: Kafka producers for incidents, dead letters, containment, changelog."""

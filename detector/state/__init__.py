@@ -1,0 +1,1 @@
+"""Changelog state: records, checkpoints and restore."""

