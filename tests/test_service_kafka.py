@@ -261,3 +261,90 @@ def test_broker_down_at_start_then_back(tmp_path: Path, lines: list[bytes]) -> N
     finally:
         if run.thread.is_alive():
             run.stop()
+
+
+def _first_open(lines: list[bytes], config: Config) -> tuple[int, dict[str, Any]]:
+    """How many lines (per the test partitioning) leave the first incident open, and its opened message."""
+    pipes: dict[int, Pipeline] = defaultdict(lambda: Pipeline(config))
+    for i, line in enumerate(lines):
+        for inc in pipes[partition_of(route_of(line), PARTS)].process(line):
+            if inc["event"] == "opened":
+                return i + 1, inc
+    raise AssertionError("no incident opens")
+
+
+def test_operator_commands_round_trip_and_containment_follows(broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    """`detector incident acknowledge|contain` and `detector silence` write to the control topic; the owner
+    publishes `acknowledged` and `contained` messages with by and note (the note masked), the containment
+    topic holds the route's mode while the incident is open and `normal` after it resolves, and a malformed
+    command is dead-lettered once."""
+    from detector.cli import main
+
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS, "ai.control": 1})
+    cut, opened = _first_open(lines, config)
+    iid, route = opened["incident_id"], opened["route"]
+    run = start_service(config)
+    try:
+        n = produce(broker.bootstrap, "ai.telemetry", lines[:cut], PARTS)
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "input committed")
+        flags = ["--bootstrap-servers", broker.bootstrap]
+        assert main(["incident", "acknowledge", iid, "--by", "alice", "--note", "on it, mail bob@example.com",
+                     *flags]) == 0
+        assert main(["incident", "contain", iid, "--by", "alice", *flags]) == 0
+        assert main(["silence", "batch.*", "--until", "2099-01-01T00:00:00Z", "--by", "ops", *flags]) == 0
+        assert main(["incident", "resolve", iid, "--by", "", *flags]) == 2  # refused before sending
+        produce(broker.bootstrap, "ai.control", [b'{"command":"acknowledge"}'], 1, key=lambda b: "x")
+
+        def events() -> list[dict[str, Any]]:
+            return [m for m in incidents(read_all(broker.bootstrap, "ai.incidents", quiet_s=0.5))
+                    if m["incident_id"] == iid]
+
+        wait_for(lambda: {"acknowledged", "contained"} <= {m["event"] for m in events()}, 60, "command messages")
+        got = {m["event"]: m for m in events()}
+        assert got["acknowledged"]["by"] == "alice"
+        assert got["acknowledged"]["note"] == "on it, mail [redacted:email]"
+        assert got["acknowledged"]["seq"] == opened["seq"] + 1 and got["contained"]["seq"] == opened["seq"] + 2
+        assert got["contained"]["status"] == "contained"
+        modes = [json.loads(m.value) for m in read_all(broker.bootstrap, "ai.containment", quiet_s=0.5)
+                 if m.key == route.encode()]
+        assert modes[-1]["open_incidents"] == [iid] and modes[-1]["mode"] != "normal"
+        dlq = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=0.5)
+        bad = [m for m in dlq if dict(m.headers)["detector.source"].startswith(b"ai.control/")]
+        assert len(bad) == 1 and dict(bad[0].headers)["detector.reason"] == b"missing_field"
+        # the rest of the day resolves the incident: the route goes back to normal
+        n += produce(broker.bootstrap, "ai.telemetry", lines[cut:], PARTS)
+        wait_for(lambda: "resolved" in {m["event"] for m in events()}, 120, "resolved")
+        wait_for(lambda: [json.loads(m.value) for m in read_all(broker.bootstrap, "ai.containment", quiet_s=0.5)
+                          if m.key == route.encode()][-1]["mode"] == "normal", 30, "mode back to normal")
+    finally:
+        run.stop()
+    seqs = sorted(m["seq"] for m in events())
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_silent_partition_moves_with_the_wall_clock(broker: EmbeddedBroker) -> None:
+    """A route whose whole partition goes silent is still seen to stop: after idle_timeout_s of wall-clock
+    silence the partition's watermark follows the wall clock (written ahead to the changelog first)."""
+    from detector.ingest.decode import Decoder, parse_ts
+    from detector.scenarios.generate import generate_scenario
+
+    lines = [json.dumps(e).encode() for e in generate_scenario(5, days=1).events if e["route"] == "support-chat"]
+    last_ms = max(Decoder().decode(line).ts_ms for line in lines)  # type: ignore[union-attr]
+    wall_s = last_ms / 1000 + 3 * 3600  # the service's clock: three hours after the last event
+    config = service_config(broker.bootstrap, idle_timeout_s=5)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    run = start_service(config, wall=lambda: wall_s)
+
+    def stops() -> list[dict[str, Any]]:
+        return [m for m in incidents(read_all(broker.bootstrap, "ai.incidents", quiet_s=0.5))
+                if m["event"] == "opened" and m["incident_type"] == "performance"
+                and (parse_ts(m["started_at"]) or 0) >= last_ms - 120_000]
+
+    try:
+        n = produce(broker.bootstrap, "ai.telemetry", lines, PARTS)
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "input committed")
+        assert not stops()  # nothing closes the last windows while the stream time stands still...
+        wait_for(lambda: bool(stops()), 60, "a traffic-stopped incident after the silence")  # ...until the clock
+    finally:
+        run.stop()
