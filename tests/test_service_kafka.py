@@ -348,3 +348,66 @@ def test_a_silent_partition_moves_with_the_wall_clock(broker: EmbeddedBroker) ->
         wait_for(lambda: bool(stops()), 60, "a traffic-stopped incident after the silence")  # ...until the clock
     finally:
         run.stop()
+
+
+def test_a_secret_never_reaches_logs_metrics_or_errors(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A canary SASL password (in the file, then from an environment variable) is never printed: not in the
+    service's log while it fails to authenticate and retries, not in /metrics or /readyz, not in config errors."""
+    canary = "CANARY-pw-7f3e91"
+    cfg = _write_config(tmp_path / "sasl.toml", broker.bootstrap,
+                        f'[kafka.security]\nprotocol = "SASL_PLAINTEXT"\nsasl_mechanism = "SCRAM-SHA-256"\n'
+                        f'sasl_username = "svc"\nsasl_password = "{canary}"\n')
+    port = free_port()
+    proc = _run_cli(cfg, port)
+    try:
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 30, "alive")
+        time.sleep(4)  # several failed attempts
+        bodies = [_get(f"http://127.0.0.1:{port}/{p}") for p in ("metrics", "readyz", "healthz")]
+        assert bodies[1][0] == 503  # not ready: never authenticated
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "retrying" in err
+    assert canary not in err and all(canary not in b for _, b in bodies)
+    # config errors name the field, never the secret
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace('sasl_username = "svc"\n', "sasl_username = 7\n"), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "run", "--config", str(bad)], cwd=ROOT,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 2
+    assert b"kafka.security.sasl_username" in out.stderr and canary.encode() not in out.stderr + out.stdout
+    check = subprocess.run([sys.executable, "-m", "detector.cli", "config", "check", str(bad)], cwd=ROOT,
+                           capture_output=True, timeout=60)
+    assert check.returncode != 0 and canary.encode() not in check.stderr + check.stdout
+    # from the environment: the variable's name may be logged, never its value
+    env_cfg = _write_config(tmp_path / "env.toml", broker.bootstrap,
+                            '[kafka.security]\nprotocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\n'
+                            'sasl_username = "svc"\nsasl_password_env = "DETECTOR_TEST_PW"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "detector.cli", "run", "--config", str(env_cfg),
+                             "--metrics-port", "0"], cwd=ROOT, stderr=subprocess.PIPE,
+                            env={**os.environ, "DETECTOR_TEST_PW": canary})
+    try:
+        time.sleep(5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert canary not in err
+
+
+def test_a_broken_config_stops_the_service_at_start_with_one_line(tmp_path: Path) -> None:
+    """`detector run` with an invalid config: exit 2, one line naming the field."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[kafka]\ncheckpoint_interval_s = -1\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "run", "--config", str(bad)], cwd=ROOT,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 2
+    lines = out.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config error: kafka.checkpoint_interval_s:")

@@ -149,6 +149,7 @@ class Service:
     def run(self) -> int:
         backoff = 0.5
         while not self.stopping:
+            self.health.beat()
             started = self.mono()
             try:
                 self._session()
@@ -160,7 +161,10 @@ class Service:
                     backoff = 0.5  # it ran fine for a while: start the backoff over
                 log.warning("kafka: %s; retrying in %.1f s", describe(err), backoff)
                 self._teardown()
-                self._stop.wait(backoff)
+                until = self.mono() + backoff
+                while not self.stopping and self.mono() < until:  # alive while waiting: beat
+                    self.health.beat()
+                    self._stop.wait(min(1.0, max(0.0, until - self.mono())))
                 backoff = min(backoff * 2, self.k.max_backoff_s)
         self._teardown()
         return 0
