@@ -119,6 +119,10 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
         from detector.nab.runner import main as nab_main
 
         return nab_main(rest)
+    if args.what == "kafka":
+        from detector.bench_kafka import main as kafka_main
+
+        return kafka_main(rest)
     if args.what == "scenarios":
         from detector.scenarios.bench import main as scen_main
 
@@ -168,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file; exit 0 only when valid")
     cc.add_argument("file")
 
-    bp = sub.add_parser("bench", help="benchmarks: nab, scenarios, replay (see `detector bench WHAT -h`)")
-    bp.add_argument("what", choices=["nab", "scenarios", "replay"])
+    bp = sub.add_parser("bench", help="benchmarks: nab, scenarios, replay, kafka (see `detector bench WHAT -h`)")
+    bp.add_argument("what", choices=["nab", "scenarios", "replay", "kafka"])
     return parser
 
 

@@ -29,7 +29,7 @@ __all__ = ["Metrics"]
 _SEVERITIES = frozenset({"critical", "high", "medium", "low"})
 _EVENTS = frozenset({"opened", "updated", "escalated", "acknowledged", "contained", "resolved"})
 _TYPES = frozenset(INCIDENT_TYPES)
-_REASONS = frozenset(REJECT_REASONS) | {"unknown_incident"}
+_REASONS = frozenset(REJECT_REASONS)
 _COMMANDS = frozenset({"acknowledge", "contain", "resolve", "silence", "unsilence", "invalid", "acknowledged",
                        "contained", "resolved"})
 _EVICTIONS = frozenset({"idle", "capacity", "other"})

@@ -84,6 +84,10 @@ class IncidentStage(Protocol):
 
     def route_of(self, incident_id: str) -> str | None: ...
 
+    def knows(self, incident_id: str) -> bool:
+        """Whether the incident is open or was resolved recently here."""
+        ...
+
     def snapshot(self) -> dict[str, Any]: ...
 
     def restore(self, snap: dict[str, Any]) -> None: ...
@@ -134,6 +138,9 @@ class NullIncidents:
 
     def route_of(self, incident_id: str) -> str | None:
         return None
+
+    def knows(self, incident_id: str) -> bool:
+        return False
 
     def snapshot(self) -> dict[str, Any]:
         return {}

@@ -295,6 +295,7 @@ def test_operator_commands_round_trip_and_containment_follows(broker: EmbeddedBr
         assert main(["silence", "batch.*", "--until", "2099-01-01T00:00:00Z", "--by", "ops", *flags]) == 0
         assert main(["incident", "resolve", iid, "--by", "", *flags]) == 2  # refused before sending
         produce(broker.bootstrap, "ai.control", [b'{"command":"acknowledge"}'], 1, key=lambda b: "x")
+        assert main(["incident", "acknowledge", "inc-0000000000000000", "--by", "alice", *flags]) == 0
 
         def events() -> list[dict[str, Any]]:
             return [m for m in incidents(read_all(broker.bootstrap, "ai.incidents", quiet_s=0.5))
@@ -309,9 +310,13 @@ def test_operator_commands_round_trip_and_containment_follows(broker: EmbeddedBr
         modes = [json.loads(m.value) for m in read_all(broker.bootstrap, "ai.containment", quiet_s=0.5)
                  if m.key == route.encode()]
         assert modes[-1]["open_incidents"] == [iid] and modes[-1]["mode"] != "normal"
-        dlq = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=0.5)
-        bad = [m for m in dlq if dict(m.headers)["detector.source"].startswith(b"ai.control/")]
-        assert len(bad) == 1 and dict(bad[0].headers)["detector.reason"] == b"missing_field"
+        def bad_commands() -> list[Any]:
+            return [m for m in read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=0.5)
+                    if dict(m.headers)["detector.source"].startswith(b"ai.control/")]
+
+        wait_for(lambda: len(bad_commands()) >= 2, 30, "bad commands dead-lettered")
+        bad = bad_commands()
+        assert sorted(dict(m.headers)["detector.reason"] for m in bad) == [b"missing_field", b"unknown_incident"]
         # the rest of the day resolves the incident: the route goes back to normal
         n += produce(broker.bootstrap, "ai.telemetry", lines[cut:], PARTS)
         wait_for(lambda: "resolved" in {m["event"] for m in events()}, 120, "resolved")

@@ -473,6 +473,7 @@ class ChangeTracker:
 
     # -- per-route checkpoints ---------------------------------------------------------------------
     def route_state(self, route: str) -> dict[str, Any] | None:
+        """One route's state, JSON-able, with its last-observed stamp (None when not remembered)."""
         r = self._routes.get(route)
         if r is None:
             return None
@@ -480,6 +481,7 @@ class ChangeTracker:
                 "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms, "stamp": r.stamp}
 
     def global_state(self) -> dict[str, Any]:
+        """Parameters and the stamp counter: what is not per route."""
         return {"params": {"min_events": self.min_events, "near_ms": self.near_ms, "settle_ms": self.settle_ms,
                            "max_routes": self.max_routes}, "stamp": self._stamp}
 

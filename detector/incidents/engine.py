@@ -403,6 +403,7 @@ class IncidentEngine:
                 "resolved_ids": dict(self._resolved_ids), "changes": self.changes.global_state()}
 
     def restore_global(self, d: dict[str, Any]) -> None:
+        """Load :meth:`global_state` output (the change tracker's part is loaded by :meth:`restore_parts`)."""
         self.runtime_silences = copy.deepcopy(d.get("runtime_silences", []))
         self._resolved_ids = dict(d.get("resolved_ids", {}))
 

@@ -35,6 +35,7 @@ RejectReason = Literal[
     "bad_timestamp",
     "future_timestamp",
     "late",
+    "unknown_incident",  # an operator command naming no incident held by the service
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 

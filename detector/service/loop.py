@@ -134,8 +134,12 @@ class Service:
         self._size_ms = config.windows.size_s * 1000
         self._max_step_ms = config.windows.idle_evict_s * 1000 + self._size_ms
         self._control_parts: list[int] = []
+        #: control partition -> next offset already looked at (a rewind re-reads; dead letters go once)
+        self._control_seen: dict[int, int] = {}
         #: Set once the final checkpoint is written (or after an error): revocation on close skips it.
         self._closing = False
+        #: When the first records were processed (monotonic), for `detector bench kafka`.
+        self.first_batch_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -208,6 +212,7 @@ class Service:
         self._control_parts = sorted(parts)
         self._control.assign([TopicPartition(self.k.control_topic, p) for p in self._control_parts])
         self._control.seek_to_beginning()
+        self._control_seen = {}
         cl_parts = self._consumer.partitions_for_topic(self.k.changelog_topic)
         self._changelog_partitions = max(1, len(cl_parts or ()))
         self._consumer.subscribe(self.k.telemetry_topics, listener=_Listener(self))
@@ -337,6 +342,8 @@ class Service:
             if task is None or not msgs:
                 continue
             t0 = time.perf_counter()
+            if self.first_batch_at is None:
+                self.first_batch_at = t0
             before = copy_stats(task.stats)
             found = task.process([Record(m.offset, m.key, m.value) for m in msgs])
             self._emit(task, found)
@@ -368,6 +375,17 @@ class Service:
         self._outputs.dead_letter(raw, key, rejection, source)
         self.metrics.observe_dead_letter(rejection.reason)
 
+    def _owns_all(self) -> bool:
+        """Whether every partition of every telemetry topic is assigned here (a single instance)."""
+        consumer = self._consumer
+        if consumer is None or not self.tasks or self._pending:
+            return False
+        for topic in self.k.telemetry_topics:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts or any((topic, p) not in self.tasks for p in parts):
+                return False
+        return True
+
     def _is_leader(self) -> bool:
         """The owner of partition 0 of the first telemetry topic dead-letters bad commands (once per group)."""
         return (self.k.telemetry_topics[0], 0) in self.tasks
@@ -379,15 +397,29 @@ class Service:
         if not got:
             return
         cmds: list[CommandRecord] = []
+        owns_all = self._owns_all()
         for part, msgs in sorted(got.items(), key=lambda kv: kv[0].partition):
             for m in msgs:
+                fresh = m.offset >= self._control_seen.get(part.partition, 0)  # not re-read after a rewind
+                self._control_seen[part.partition] = max(self._control_seen.get(part.partition, 0), m.offset + 1)
+                source = f"{part.topic}/{part.partition}/{m.offset}"
                 dec = decode_command(m.value if m.value is not None else b"")
                 if isinstance(dec, Command):
                     cmds.append(CommandRecord(part.partition, m.offset, m.key, m.value))
+                    iid = dec.incident_id
+                    if fresh and iid is not None and not any(t.pipe.incidents.knows(iid) for t in self.tasks.values()):
+                        self.metrics.observe_command(dec.command, "unknown_incident" if owns_all else "not_here")
+                        if owns_all:  # this instance holds every partition: no one else can know it
+                            outputs.dead_letter(m.value or b"", m.key,
+                                                Rejection("unknown_incident", "$.incident_id: no such incident"),
+                                                source)
+                            self.metrics.observe_dead_letter("unknown_incident")
+                    continue
+                if not fresh:
                     continue
                 self.metrics.observe_command("invalid", dec.reason)
                 if self._is_leader():
-                    outputs.dead_letter(m.value or b"", m.key, dec, f"{part.topic}/{part.partition}/{m.offset}")
+                    outputs.dead_letter(m.value or b"", m.key, dec, source)
                     self.metrics.observe_dead_letter(dec.reason)
         if not cmds:
             return
