@@ -170,6 +170,15 @@ class Stats:
     routes_evicted: int = 0
     firings: int = 0
     incidents: Counter[str] = field(default_factory=Counter)
+    #: Firings by signal name, evictions by cause (idle, capacity): for the service's metrics.
+    firings_by_signal: Counter[str] = field(default_factory=Counter)
+    evictions: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> Stats:
+        """An independent copy (the service adds the difference over a batch to its metrics)."""
+        return Stats(self.read, self.accepted, self.duplicates, Counter(self.rejected), self.windows_closed,
+                     self.routes_evicted, self.firings, Counter(self.incidents), Counter(self.firings_by_signal),
+                     Counter(self.evictions))
 
     @property
     def late(self) -> int:
@@ -290,6 +299,8 @@ class Pipeline:
             self.stats.windows_closed += 1
             firings = self.detectors.on_window(w)
             self.stats.firings += len(firings)
+            for f in firings:
+                self.stats.firings_by_signal[f.signal] += 1
             found = self.incidents.on_window(w, firings)
             for inc in found:
                 if inc["event"] == "resolved":  # restored: watch the route harder for a while
@@ -298,6 +309,7 @@ class Pipeline:
         for ev in self.windower.take_evictions():
             dirty(ev.route)
             self.stats.routes_evicted += 1
+            self.stats.evictions[ev.why] += 1
             self.detectors.on_evict(ev.route)
             out.extend(self.incidents.on_evict(ev))
         for inc in out:

@@ -172,12 +172,18 @@ class IncidentEngine:
     def on_command(self, cmd: Command) -> list[Incident]:
         """Apply an operator command (SPEC 2b); returns the incident messages it causes.
 
-        ``acknowledge`` and ``contain`` move an open incident's status forward (never back);
-        ``resolve`` closes it as a normal resolve does (the route is watched harder afterwards).
-        Each message carries the command's ``by`` and ``note``. ``silence`` and ``unsilence`` add and
-        remove a runtime silence (a route glob, from ``at`` until ``until``), which behaves like one
-        from the config: notification is suppressed, tracking is not. A command whose ``at`` is not
-        an RFC 3339 time with an offset, or that names an incident not open here, does nothing.
+        ``acknowledge`` and ``contain`` move an open incident's status forward (never back: a
+        repeated or out-of-order one emits nothing); ``resolve`` closes it as a normal resolve does
+        (``resolved_at`` is the command's time, and the route is watched harder afterwards). Each
+        message carries the command's ``by`` and its ``note``, masked (:func:`redact.mask`); a
+        message's ``at`` is the command's, or the incident's last message time if the operator's
+        clock is behind. An incident opened under a silence and not yet sent cannot be acknowledged
+        or contained (nobody was told of it; the command is ignored); resolving it closes it
+        without a message. ``silence`` and ``unsilence`` add and remove a runtime silence (a route
+        glob, from ``at`` until ``until``; a new silence of the same glob replaces the old one) in
+        :attr:`runtime_silences`, which behaves like one from the config: notification is
+        suppressed, tracking is not. A command whose ``at`` is not an RFC 3339 time with an offset,
+        or that names an incident not open here, does nothing.
         """
         at = parse_ts(cmd.at)
         if at is None:
@@ -186,6 +192,8 @@ class IncidentEngine:
         if cmd.command in ("silence", "unsilence"):
             if cmd.route is None:
                 return []
+            # Only the glob's old silence goes: one already over by the operator's clock may still
+            # cover event time that is behind it (a backlog); the list is capped instead.
             self.runtime_silences = [s for s in self.runtime_silences if s[0] != cmd.route]
             until = parse_ts(cmd.until) if cmd.until else None
             if cmd.command == "silence" and until is not None and until > at:
@@ -199,11 +207,9 @@ class IncidentEngine:
             if cmd.command == "resolve":
                 return self._resolve(key, max(at, o.last_emit), rc, by=cmd.by, note=note)
             new_status = "acknowledged" if cmd.command == "acknowledge" else "contained"
-            if rank_status(new_status) <= rank_status(o.status):
+            if rank_status(new_status) <= rank_status(o.status) or not o.notified:
                 return []
             o.status = new_status
-            if not o.notified:
-                return []
             # Operators' clocks are not event time: never stamp a message before the last one.
             return [self._emit(o, new_status, max(at, o.last_emit), rc, by=cmd.by, note=note)]
         return []

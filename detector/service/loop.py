@@ -35,11 +35,9 @@ until partitions are assigned and restored again.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +51,6 @@ from detector.config import Config
 from detector.incidents.commands import Command, decode_command
 from detector.ingest.decode import Rejection
 from detector.metrics import Metrics
-from detector.pipeline import Stats
 from detector.service.clients import client_kwargs
 from detector.service.http import Health
 from detector.service.partition import CommandRecord, PartitionTask, Record
@@ -88,11 +85,6 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-
         self.service._on_assigned({(tp.topic, tp.partition) for tp in assigned})
 
 
-def copy_stats(stats: Stats) -> Stats:
-    """A copy of a pipeline's counters (the metrics add the difference after a batch)."""
-    return dataclasses.replace(stats, rejected=Counter(stats.rejected), incidents=Counter(stats.incidents))
-
-
 def describe(err: BaseException) -> str:
     """A one-line description of a client error: its kind, never a configured value."""
     name = err.__class__.__name__
@@ -105,6 +97,8 @@ def describe(err: BaseException) -> str:
     }.get(name)
     if text is None:
         text = "kafka error" if isinstance(err, KafkaError) else "connection error"
+    if isinstance(err, ProduceFailed):
+        return f"{err} ({name})"
     return f"{text} ({name})"
 
 
@@ -175,7 +169,10 @@ class Service:
 
     def _teardown(self) -> None:
         self._closing = True  # after an error nothing is checkpointed: the changelog holds the last good state
+        for tp in self.tasks:
+            self.metrics.forget_partition(*tp)
         self.tasks.clear()
+        self.metrics.set_open_incidents({})
         for client in (self._consumer, self._control):
             if client is not None:
                 try:
@@ -280,7 +277,9 @@ class Service:
         for tp in gone:
             self.tasks.pop(tp, None)
             self._last_input.pop(tp, None)
+            self.metrics.forget_partition(*tp)
         self.metrics.set_assigned(len(self.tasks))
+        self._update_open()
         return offsets
 
     def _restore_pending(self) -> None:
@@ -300,8 +299,10 @@ class Service:
             if task.pending_wal:  # a write-ahead entry the crashed owner may not have finished
                 self._emit(task, task.apply_wal())
                 self._checkpoint([tp])
-            self.metrics.observe_restore(self.mono() - started, st.records)
+        self.metrics.observe_restore(self.mono() - started, sum(r.records for r in restored.values()),
+                                     sum(r.bytes for r in restored.values()))
         self._consumer.resume(*[TopicPartition(t, p) for t, p in pending])
+        self._update_open()
         self.metrics.set_assigned(len(self.tasks))
         log.info("kafka: %d partition(s) restored in %.2f s", len(pending), self.mono() - started)
 
@@ -344,7 +345,7 @@ class Service:
             t0 = time.perf_counter()
             if self.first_batch_at is None:
                 self.first_batch_at = t0
-            before = copy_stats(task.stats)
+            before = task.stats.copy()
             found = task.process([Record(m.offset, m.key, m.value) for m in msgs])
             self._emit(task, found)
             self._last_input[tp] = now
@@ -368,6 +369,15 @@ class Service:
             self.metrics.observe_incident(inc)
         for rec in task.take_containment():
             self._outputs.containment(rec)
+        if incidents:
+            self._update_open()
+
+    def _update_open(self) -> None:
+        counts: dict[str, int] = {}
+        for task in list(self.tasks.values()):
+            for t, n in task.open_by_type().items():
+                counts[t] = counts.get(t, 0) + n
+        self.metrics.set_open_incidents(counts)
 
     def _dead_letter(self, raw: bytes, key: bytes | None, rejection: Rejection, source: str) -> None:
         if rejection.reason == "late" or self._outputs is None:
@@ -464,9 +474,9 @@ class Service:
     def routes_inventory(self) -> dict[str, Any]:
         """What ``/routes`` serves: the routes held by this instance, their partition and open incidents."""
         out: list[dict[str, Any]] = []
-        for (topic, part), task in sorted(self.tasks.items()):
-            counts = task.containment.open_counts()
-            for route in sorted(task.pipe.windower.routes):
+        for (topic, part), task in sorted(list(self.tasks.items())):  # the HTTP thread: copy before walking
+            counts = dict(task.containment.open_counts())
+            for route in sorted(list(task.pipe.windower.routes)):
                 out.append({"route": route, "topic": topic, "partition": part,
                             "open_incidents": counts.get(route, 0)})
         return {"routes": out}

@@ -32,6 +32,9 @@ from detector.state.records import Restored, dedup_key, encode, partition_key, r
 __all__ = ["PartitionTask", "Record", "CommandRecord"]
 
 Incident = dict[str, Any]
+#: Duplicate-filter ids per changelog record: ids are at most 128 bytes, so a chunk stays far below
+#: the 1 MB message limit brokers default to.
+DEDUP_CHUNK = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,13 @@ class PartitionTask:
                 self.containment_out.append(rec)
         return incidents
 
+    def open_by_type(self) -> dict[str, int]:
+        """Open incidents held by this partition, by incident type."""
+        out: dict[str, int] = {}
+        for o in list(getattr(self.pipe.incidents, "open", {}).values()):
+            out[o.itype] = out.get(o.itype, 0) + 1
+        return out
+
     def take_containment(self) -> list[dict[str, Any]]:
         out, self.containment_out = self.containment_out, []
         return out
@@ -193,14 +203,13 @@ class PartitionTask:
             records += 1
         dedup = self.pipe.dedup
         for dgen, ids in dedup.take_journal():
-            if not ids:
-                continue
-            key = dedup_key(self.tp, dgen, g)
-            value = encode({"g": g, "ids": ids})
-            send(key, value, cp)
-            self._dedup_chunks.setdefault(dgen, []).append(key)
-            written += len(key) + len(value)
-            records += 1
+            for part, i in enumerate(range(0, len(ids), DEDUP_CHUNK)):
+                key = dedup_key(self.tp, dgen, g, part)
+                value = encode({"g": g, "ids": ids[i:i + DEDUP_CHUNK]})
+                send(key, value, cp)
+                self._dedup_chunks.setdefault(dgen, []).append(key)
+                written += len(key) + len(value)
+                records += 1
         for dgen in [d for d in self._dedup_chunks if d < dedup.generation - 1]:
             for key in self._dedup_chunks.pop(dgen):  # a generation the filter no longer holds
                 send(key, None, cp)

@@ -65,11 +65,14 @@ class Outputs:
         self.changelog_topic = changelog
         self._lock = threading.Lock()
         self._failures = 0
+        self._first_failure = ""
         self.failures_total = 0
         self.sent_bytes = 0
 
     def _errback(self, exc: BaseException) -> None:
         with self._lock:
+            if not self._failures:
+                self._first_failure = exc.__class__.__name__  # the kind only: a message may quote a value
             self._failures += 1
             self.failures_total += 1
 
@@ -77,8 +80,8 @@ class Outputs:
               headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
         try:
             fut = self.producer.send(topic, value=value, key=key, headers=headers, partition=partition)
-        except Exception:  # noqa: BLE001 - buffer full, broker gone, too large: never silently lost
-            self._errback(RuntimeError("send refused"))
+        except Exception as err:  # noqa: BLE001 - buffer full, broker gone, too large: never silently lost
+            self._errback(err)
             return
         fut.add_errback(self._errback)
         self.sent_bytes += len(value or b"") + len(key or b"")
@@ -100,6 +103,6 @@ class Outputs:
         """Wait for every send; raise :class:`ProduceFailed` if any failed since the last flush."""
         self.producer.flush(timeout=timeout)
         with self._lock:
-            failed, self._failures = self._failures, 0
+            failed, self._failures, first = self._failures, 0, self._first_failure
         if failed:
-            raise ProduceFailed(f"{failed} message(s) could not be delivered")
+            raise ProduceFailed(f"{failed} message(s) could not be delivered, first: {first}")

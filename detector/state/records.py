@@ -7,8 +7,8 @@ checkpoint of generation ``g`` writes, in this order:
 1. one record per route whose state changed (key ``<tp>\\x1fr\\x1f<route>``,
    value ``{"g": g, "s": state}``, or ``{"g": g, "deleted": true}`` for an
    evicted route);
-2. the duplicate filter's new ids since the last checkpoint (key
-   ``<tp>\\x1fd\\x1f<dedup generation>\\x1f<g>``), and tombstones for the
+2. the duplicate filter's new ids since the last checkpoint, in chunks (key
+   ``<tp>\\x1fd\\x1f<dedup generation>\\x1f<g>\\x1f<chunk>``), and tombstones for the
    chunks of a dedup generation no longer held;
 3. one small partition record (key ``<tp>\\x1fp``): ``{"g": g, "offset": the
    next input offset to consume, "state": stream time and engine globals,
@@ -71,8 +71,9 @@ def partition_key(tp: str) -> bytes:
     return f"{tp}{_SEP}p".encode()
 
 
-def dedup_key(tp: str, dedup_gen: int, gen: int) -> bytes:
-    return f"{tp}{_SEP}d{_SEP}{dedup_gen}{_SEP}{gen}".encode()
+def dedup_key(tp: str, dedup_gen: int, gen: int, part: int = 0) -> bytes:
+    """Key of one chunk of new duplicate-filter ids (a checkpoint splits them to stay under message limits)."""
+    return f"{tp}{_SEP}d{_SEP}{dedup_gen}{_SEP}{gen}{_SEP}{part}".encode()
 
 
 def marker_key(tp: str) -> bytes:
@@ -204,7 +205,7 @@ class RestoreFold:
         for key, raw in self._dedup.items():
             if raw is None:
                 continue
-            _, _, dgen_s, gen_s = key.decode().rsplit(_SEP, 3)
+            _, _, dgen_s, gen_s, _part = key.decode().rsplit(_SEP, 4)
             dgen, gen = int(dgen_s), int(gen_s)
             top = max(top, gen)
             out.dedup_chunks.setdefault(dgen, []).append(key)
