@@ -446,3 +446,21 @@ def test_broker_lost_mid_run_then_back(tmp_path: Path, lines: list[bytes]) -> No
         first.stop()
         if run.thread.is_alive():
             run.stop()
+
+
+def test_a_failed_send_is_reported_at_flush_so_nothing_is_committed(broker: EmbeddedBroker) -> None:
+    """A send the client refuses (here: over the producer's request size) makes the next flush raise, which is
+    what stops the service from committing the offsets it covers; a clean flush after it does not raise."""
+    from kafka import KafkaProducer
+
+    from detector.sinks.kafka import Outputs, ProduceFailed
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", max_request_size=1024)
+    out = Outputs(producer, incidents="ai.incidents", dlq="ai.telemetry.dlq", containment="ai.containment",
+                  changelog="detector.changelog")
+    out.changelog(b"k", b"x" * 4096, 0)
+    with pytest.raises(ProduceFailed, match="MessageSizeTooLargeError"):
+        out.flush(timeout=10)
+    out.changelog(b"k", b"small", 0)
+    out.flush(timeout=10)
+    producer.close()
