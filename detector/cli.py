@@ -29,6 +29,10 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replay: the events file {events} {what}", file=sys.stderr)
         return 2
     dead = Path(args.dead_letters) if args.dead_letters else None
+    clash = _same_files(events, Path(args.out), dead)
+    if clash:
+        print(f"replay: {clash}; nothing was written", file=sys.stderr)
+        return 2
     try:
         replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead)
     except OSError as err:
@@ -103,6 +107,22 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_files(events: Path, out: Path, dead: Path | None) -> str | None:
+    """Why the outputs would destroy the input or each other (also under another name), or None."""
+    def same(a: Path, b: Path) -> bool:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+
+    if same(events, out):
+        return f"--out {out} is the events file"
+    if dead is not None and same(events, dead):
+        return f"--dead-letters {dead} is the events file"
+    if dead is not None and same(out, dead):
+        return "--out and --dead-letters are the same file"
+    return None
+
+
 def _config_check(args: argparse.Namespace) -> int:
     try:
         load_config(args.file)
@@ -133,10 +153,11 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="detector", description="Streaming anomaly detector for AI integrations.")
+    parser = argparse.ArgumentParser(prog="detector", description="Streaming anomaly detector for AI integrations.",
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("replay", help="run detection over a JSONL file of telemetry events")
+    rp = sub.add_parser("replay", allow_abbrev=False, help="run detection over a JSONL file of telemetry events")
     rp.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
     rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
@@ -146,33 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
         p.add_argument("--bootstrap-servers", help="HOST:PORT[,HOST:PORT...] (overrides kafka.bootstrap_servers)")
 
-    run = sub.add_parser("run", help="the service: consume telemetry from Kafka, publish incidents")
+    run = sub.add_parser("run", allow_abbrev=False,
+                         help="the service: consume telemetry from Kafka, publish incidents")
     kafka_flags(run)
     run.add_argument("--telemetry-topic", action="append", help="telemetry topic (repeatable)")
     run.add_argument("--incidents-topic", help="incidents topic")
     run.add_argument("--group-id", help="consumer group id")
     run.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (0: any free port)")
 
-    inc = sub.add_parser("incident", help="operator commands on an incident (written to the control topic)")
+    inc = sub.add_parser("incident", allow_abbrev=False,
+                         help="operator commands on an incident (written to the control topic)")
     inc.add_argument("action", choices=["acknowledge", "contain", "resolve"])
     inc.add_argument("incident_id")
     inc.add_argument("--by", required=True, help="who gives the command")
     inc.add_argument("--note", help="a note kept with the incident (at most 500 characters)")
     kafka_flags(inc)
 
-    sil = sub.add_parser("silence", help="silence notifications for routes matching a glob until a time")
+    sil = sub.add_parser("silence", allow_abbrev=False,
+                         help="silence notifications for routes matching a glob until a time")
     sil.add_argument("route", help="route glob, e.g. 'support.*'")
     sil.add_argument("--until", required=True, help="RFC 3339 time, e.g. 2026-12-01T18:00:00Z")
     sil.add_argument("--by", required=True, help="who gives the command")
     sil.add_argument("--note", help="a note (at most 500 characters)")
     kafka_flags(sil)
 
-    cp = sub.add_parser("config", help="config tools")
+    cp = sub.add_parser("config", allow_abbrev=False, help="config tools")
     csub = cp.add_subparsers(dest="config_command", required=True)
-    cc = csub.add_parser("check", help="validate a config file; exit 0 only when valid")
+    cc = csub.add_parser("check", allow_abbrev=False, help="validate a config file; exit 0 only when valid")
     cc.add_argument("file")
 
-    bp = sub.add_parser("bench", help="benchmarks: nab, scenarios, replay, kafka (see `detector bench WHAT -h`)")
+    bp = sub.add_parser("bench", allow_abbrev=False,
+                        help="benchmarks: nab, scenarios, replay, kafka (see `detector bench WHAT -h`)")
     bp.add_argument("what", choices=["nab", "scenarios", "replay", "kafka"])
     return parser
 

@@ -129,3 +129,36 @@ def test_console_script_runs_example(tmp_path: Path) -> None:
     assert "events read:" in proc.stderr
     for row in out.read_text(encoding="utf-8").splitlines():
         json.loads(row)
+
+
+@pytest.mark.parametrize("which", ["out", "dead", "link", "both"])
+def test_outputs_never_overwrite_the_input_or_each_other(tmp_path: Path, which: str) -> None:
+    """--out or --dead-letters naming the events file (also through a link), or both outputs naming one file:
+    exit 2 and the input untouched (it used to be emptied before it was read)."""
+    from detector.cli import main
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"event_id":"1","type":"usage","ts":1767225600000,"route":"r"}\n')
+    link = tmp_path / "alias.jsonl"
+    link.symlink_to(events)
+    out, dead = str(tmp_path / "inc.jsonl"), None
+    if which == "out":
+        out = str(events)
+    elif which == "dead":
+        dead = str(events)
+    elif which == "link":
+        out = str(link)
+    else:
+        dead = out
+    argv = ["replay", "--events", str(events), "--out", out] + (["--dead-letters", dead] if dead else [])
+    assert main(argv) == 2
+    assert events.read_bytes().startswith(b'{"event_id":"1"')
+
+
+def test_options_are_not_abbreviated() -> None:
+    """`--event` is not silently taken for `--events`."""
+    from detector.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--event", "x.jsonl", "--out", "y.jsonl"])
+    assert exc.value.code == 2
