@@ -387,7 +387,7 @@ class IncidentEngine:
             "before": {r: self._versions_before(r) for r in sorted(set(self.before) | set(self._before_win))},
             "changes": self.changes.snapshot(),
             "recent": {r: [w.to_dict() for w in ring] for r, ring in self._recent.items()},
-            "globals": self.global_state(),
+            "globals": self.global_state(with_resolved=True),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -403,10 +403,14 @@ class IncidentEngine:
         self.restore_global(snap.get("globals", {}))
 
     # -- per-route checkpoints --------------------------------------------------------------------
-    def global_state(self) -> dict[str, Any]:
-        """State that belongs to no single route: runtime silences, recently resolved ids."""
-        return {"runtime_silences": copy.deepcopy(self.runtime_silences),
-                "resolved_ids": dict(self._resolved_ids), "changes": self.changes.global_state()}
+    def global_state(self, with_resolved: bool = False) -> dict[str, Any]:
+        """State that belongs to no single route: runtime silences (and, for a whole snapshot, the
+        recently resolved ids; per-route checkpoints keep those in each route's :meth:`route_state`)."""
+        out: dict[str, Any] = {"runtime_silences": copy.deepcopy(self.runtime_silences),
+                               "changes": self.changes.global_state()}
+        if with_resolved:
+            out["resolved_ids"] = dict(self._resolved_ids)
+        return out
 
     def restore_global(self, d: dict[str, Any]) -> None:
         """Load :meth:`global_state` output (the change tracker's part is loaded by :meth:`restore_parts`)."""
@@ -428,6 +432,7 @@ class IncidentEngine:
             "before": self._versions_before(route) if has_before else None,
             "recent": [w.to_dict() for w in ring] if ring is not None else None,
             "changes": changes,
+            "resolved": [i for i, r in self._resolved_ids.items() if r == route],
         })
 
     def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
@@ -437,6 +442,8 @@ class IncidentEngine:
         self.restore_global(glob)
         self.changes = ChangeTracker(**glob.get("changes", {}).get("params", {}))
         for route, d in routes.items():
+            for iid in d.get("resolved", []):
+                self._resolved_ids[iid] = route
             for key, od in d["open"]:
                 self.open[key] = _Open.from_dict(od)
             self.heightened.update(d["heightened"])
