@@ -41,10 +41,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from detector.config import Config
@@ -54,6 +53,7 @@ from detector.metrics import Metrics
 from detector.service.clients import client_kwargs
 from detector.service.http import Health
 from detector.service.partition import CommandRecord, PartitionTask, Record
+from detector.service.topics import ensure_topics
 from detector.sinks.kafka import Outputs, ProduceFailed
 from detector.state.changelog import RestoreError, read_changelog
 from detector.state.records import Restored, tp_name
@@ -194,7 +194,8 @@ class Service:
     def _session(self) -> None:
         self._closing = False
         kw = client_kwargs(self.k, self.environ)
-        self._ensure_topics(kw)
+        if self.k.create_topics:
+            ensure_topics(self.k, kw)
         producer = KafkaProducer(acks="all", linger_ms=5, retries=5, delivery_timeout_ms=30_000,
                                  max_block_ms=10_000, request_timeout_ms=10_000, **kw)
         self._outputs = Outputs(producer, incidents=self.k.incidents_topic, dlq=self.k.dlq_topic,
@@ -226,35 +227,6 @@ class Service:
         self._consumer = None
         self.health.set_ready(False, "stopped")
         self.metrics.set_ready(False)
-
-    def _ensure_topics(self, kw: dict[str, Any]) -> None:
-        if not self.k.create_topics:
-            return
-        admin = KafkaAdminClient(**{k: v for k, v in kw.items() if k in KafkaAdminClient.DEFAULT_CONFIG},
-                                 request_timeout_ms=10_000)
-        try:
-            have = set(admin.list_topics())
-            n, rf = self.k.partitions, self.k.replication_factor
-            compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
-            wanted = [NewTopic(t, n, rf) for t in self.k.telemetry_topics]
-            wanted += [NewTopic(self.k.incidents_topic, n, rf), NewTopic(self.k.dlq_topic, n, rf),
-                       NewTopic(self.k.control_topic, 1, rf),
-                       NewTopic(self.k.containment_topic, n, rf, topic_configs={"cleanup.policy": "compact"})]
-            input_parts = n
-            for t in self.k.telemetry_topics:
-                if t in have:
-                    desc = admin.describe_topics([t])
-                    input_parts = max(input_parts, len(desc[0].get("partitions", ())) if desc else n)
-            wanted.append(NewTopic(self.k.changelog_topic, input_parts, rf, topic_configs=compact))
-            for t in wanted:
-                if t.name in have:
-                    continue
-                try:
-                    admin.create_topics([t])
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            admin.close()
 
     # -- rebalance ----------------------------------------------------------------------------------
     def _on_assigned(self, assigned: set[TP]) -> None:
