@@ -23,6 +23,8 @@ def _replay(args: argparse.Namespace) -> int:
         for e in err.errors:
             print(f"config error: {e}", file=sys.stderr)
         return 2
+    if args.events == "-":  # standard input
+        return _replay_stdin(args, config)
     events = Path(args.events)
     if not events.is_file():
         what = "is not a file" if events.exists() else "does not exist"
@@ -107,6 +109,30 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_stdin(args: argparse.Namespace, config: Config) -> int:
+    import tempfile
+
+    from detector.replay import replay_file
+
+    # The input is spooled to a temporary file, so standard input is read like any events file.
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Path(tmp) / "stdin.jsonl"
+        with spool.open("wb") as fh:
+            while chunk := sys.stdin.buffer.read(1 << 20):
+                fh.write(chunk)
+        clash = _same_files(spool, Path(args.out), Path(args.dead_letters) if args.dead_letters else None)
+        if clash:
+            print(f"replay: {clash}; nothing was written", file=sys.stderr)
+            return 2
+        try:
+            replay_file(spool, Path(args.out), config, log=sys.stderr,
+                        dead_letters=Path(args.dead_letters) if args.dead_letters else None)
+        except OSError as err:
+            print(f"replay: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def _same_files(events: Path, out: Path, dead: Path | None) -> str | None:
     """Why the outputs would destroy the input or each other (also under another name), or None."""
     def same(a: Path, b: Path) -> bool:
@@ -129,7 +155,7 @@ def _config_check(args: argparse.Namespace) -> int:
     except ConfigError as err:
         for e in err.errors:
             print(f"{args.file}: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"{args.file}: valid")
     return 0
 
@@ -159,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", allow_abbrev=False, help="run detection over a JSONL file of telemetry events")
     rp.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
-    rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line")
+    rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line ('-': stdin)")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
     rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
 

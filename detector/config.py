@@ -287,6 +287,14 @@ def load_config(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"(file): cannot read {p}: {err.__class__.__name__}"]) from None
+    except FileNotFoundError:
+        raise ConfigError([f"(file): no such file: {p}"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"(file): {p} is a directory, not a config file"]) from None
+    except PermissionError:
+        raise ConfigError([f"(file): permission denied: {p}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"(file): {p} is not UTF-8 text"]) from None
+    except OSError as err:
+        raise ConfigError([f"(file): cannot read {p}: {err.strerror or 'input/output error'}"]) from None
     return parse_config(text, "json" if p.suffix.lower() == ".json" else "toml")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,10 +33,18 @@ class ReplayResult:
 
 
 def read_lines(path: Path) -> Iterator[bytes]:
-    """The non-blank lines of a JSONL file, as bytes without the line ending."""
+    """The non-blank lines of a JSONL file, as bytes without the newline (a CR before it is kept, as the
+    line's own byte: JSON allows it as whitespace, and a dead letter keeps the line byte for byte); a
+    UTF-8 byte order mark at the start of the file is skipped."""
     with path.open("rb") as fh:
+        first = True
         for line in fh:
-            line = line.rstrip(b"\r\n")
+            if first:
+                first = False
+                if line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+            if line.endswith(b"\n"):
+                line = line[:-1]
             if line.strip():
                 yield line
 
@@ -100,8 +109,11 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
 
         def keep(raw: bytes, rej: Rejection) -> None:
             assert dl is not None
-            dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail,
-                                 "message": raw.decode("utf-8", errors="replace")}) + "\n")
+            try:
+                kept: dict[str, Any] = {"message": raw.decode("utf-8")}
+            except UnicodeDecodeError:  # not text: kept byte for byte, base64-encoded
+                kept = {"message_base64": base64.b64encode(raw).decode("ascii")}
+            dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
         result = replay_lines(read_lines(events), config, progress, on_reject=keep if dl else None,
                               on_incident=write)

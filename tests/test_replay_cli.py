@@ -97,7 +97,7 @@ def test_config_check_names_bad_field(tmp_path: Path, capsys: pytest.CaptureFixt
     """Each broken config exits non-zero and names the path of the bad field."""
     f = tmp_path / f"bad{suffix}"
     f.write_text(text, encoding="utf-8")
-    assert main(["config", "check", str(f)]) == 1
+    assert main(["config", "check", str(f)]) == 2
     assert f"{f}: {path}" in capsys.readouterr().err
 
 
