@@ -18,9 +18,18 @@ import json
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from detector.events import Action, IncidentType
 
@@ -32,6 +41,17 @@ IncidentTypeName = IncidentType
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` is not a number: pydantic would read it as 1 (a typo such as ``size_s = true`` would pass)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            ann = cls.model_fields[info.field_name].annotation
+            kinds = set(get_args(ann)) if get_args(ann) else {ann}
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError("expected a number, not true or false")
+        return value
 
 
 class KafkaSecurity(_Model):

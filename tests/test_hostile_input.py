@@ -104,3 +104,13 @@ def test_config_errors_name_the_problem_not_a_python_class(tmp_path: Path, capsy
     assert "no such file" in err and "Error" not in err
     assert main(["config", "check", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_true_is_not_a_number_in_a_config() -> None:
+    """`size_s = true` is a typo, not 1 second; booleans stay booleans."""
+    from detector.config import config_errors
+
+    assert config_errors({"windows": {"size_s": True}}) == [
+        "windows.size_s: Value error, expected a number, not true or false"]
+    assert config_errors({"routes": {"a.*": {"guardrails": {"max_p95_ms": False}}}})
+    assert config_errors({"routes": {"a.*": {"customer_facing": True}}, "kafka": {"create_topics": False}}) == []
