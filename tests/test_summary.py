@@ -83,3 +83,20 @@ def test_type_specific_guidance_and_states() -> None:
     assert "traffic has stopped" in s and "resolved" in s and "recurs" in s
     assert "Updates follow when it changes (at most every 15 min)" in summarize(_incident(), next_update_s=900)
     assert "No containment is recommended yet" in summarize(_incident(recommendations=[]))
+
+
+def test_a_resolved_summary_does_not_read_as_a_live_incident() -> None:
+    """Once resolved, staff are not told to keep a tool disabled as if the incident were live: the summary
+    says what was recommended and that restoring needs approval (issue 8, item 9)."""
+    from detector.incidents.summary import summarize
+
+    inc = {"incident_id": "i1", "route": "crm.update", "incident_type": "tool_failure", "severity": "high",
+           "event": "resolved", "status": "resolved", "blast_radius": {"requests": 3, "tenants": 1, "share": 0.1},
+           "recommendations": [{"action": "disable_tool", "target": "crm.write", "rationale": "x",
+                                "auto_applicable": False}],
+           "owner": "crm-team", "escalation": None}
+    text = summarize(inc)
+    assert "Meanwhile" not in text and "Recommended mode" not in text
+    assert "While it was open the recommendation was" in text and "approval" in text
+    live = summarize({**inc, "event": "opened", "status": "open"})
+    assert "Meanwhile: do actions by hand" in live

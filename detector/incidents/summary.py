@@ -113,14 +113,21 @@ def summarize(incident: Mapping[str, Any] | None = None, route_cfg: RouteConfig 
     parts.append(f"Affected so far: {_radius(blast_radius)}.")
     if status in _STATUS:
         parts[-1] += _STATUS[status]
-    if recommendations:
-        first = recommendations[0]
-        how = "can be applied automatically" if first.get("auto_applicable") else "needs approval"
-        parts.append(f"Recommended mode: {describe(dict(first))} ({how}).")
+    if status == "resolved":
+        # Over: say what was recommended while it was live, and that lifting it is a decision, not a default.
+        if recommendations:
+            parts.append(f"While it was open the recommendation was: {describe(dict(recommendations[0]))}; "
+                         "lifting any containment still in place needs the owner's approval.")
+        parts.append("Normal work can resume once containment is lifted.")
     else:
-        parts.append("No containment is recommended yet; keep watching the route.")
-    meanwhile = _MEANWHILE.get(incident_type, "report anything unusual to the owner")
-    parts.append(f"Meanwhile: {meanwhile.format(tool=tool_name)}.")
+        if recommendations:
+            first = recommendations[0]
+            how = "can be applied automatically" if first.get("auto_applicable") else "needs approval"
+            parts.append(f"Recommended mode: {describe(dict(first))} ({how}).")
+        else:
+            parts.append("No containment is recommended yet; keep watching the route.")
+        meanwhile = _MEANWHILE.get(incident_type, "report anything unusual to the owner")
+        parts.append(f"Meanwhile: {meanwhile.format(tool=tool_name)}.")
     esc = f" (escalation: {redact_id(escalation)})" if escalation else ""
     if owner:
         parts.append(f"Owner: {redact_id(owner)}{esc}.")
