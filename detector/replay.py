@@ -32,19 +32,32 @@ class ReplayResult:
     stats: Stats
 
 
-def read_lines(path: Path) -> Iterator[bytes]:
+def read_lines(path: Path, max_bytes: int = 65536) -> Iterator[bytes]:
     """The non-blank lines of a JSONL file, as bytes without the newline (a CR before it is kept, as the
     line's own byte: JSON allows it as whitespace, and a dead letter keeps the line byte for byte); a
-    UTF-8 byte order mark at the start of the file is skipped."""
+    UTF-8 byte order mark at the start of the file is skipped.
+
+    A line longer than ``max_bytes`` is read only as far as needed to reject it: its first
+    ``max_bytes + 1`` bytes are yielded (the decoder rejects it as ``too_large``) and the rest is skipped
+    without being held, so memory never grows with the size of a line.
+    """
+    limit = max_bytes + 1
     with path.open("rb") as fh:
         first = True
-        for line in fh:
+        while True:
+            line = fh.readline(limit + 1)  # one byte more: a newline right after the limit still fits
+            if not line:
+                return
             if first:
                 first = False
                 if line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
             if line.endswith(b"\n"):
                 line = line[:-1]
+            elif len(line) > limit - 1:  # an oversized line: skip its rest, chunk by chunk
+                while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                line = line[:limit]
             if line.strip():
                 yield line
 
@@ -54,6 +67,7 @@ def replay_lines(
     config: Config,
     progress: Callable[[Stats], None] | None = None,
     progress_every: int = 200_000,
+    batch_bytes: int = 16 << 20,
     on_reject: Callable[[bytes, Rejection], None] | None = None,
     on_incident: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReplayResult:
@@ -61,15 +75,19 @@ def replay_lines(
 
     ``on_reject`` receives each rejected line with its reason (the service's
     dead-letter path; replay can keep them in a file). With ``on_incident``
-    each incident event goes there as it is made, and the result holds none.
+    each incident event goes there as it is made, and the result holds none. Lines are processed in
+    batches of at most ``progress_every`` lines and ``batch_bytes`` bytes.
     """
     pipe = Pipeline(config) if on_reject is None else Pipeline(config, on_reject=on_reject)
     out: list[dict[str, Any]] = []
     emit = out.extend if on_incident is None else (lambda found: [on_incident(x) for x in found])
     batch: list[bytes] = []
+    held = 0
     for raw in lines:
         batch.append(raw)
-        if len(batch) == progress_every:
+        held += len(raw)
+        if len(batch) == progress_every or held >= batch_bytes:  # bounded by lines and by bytes
+            held = 0
             emit(pipe.process_many(batch))
             batch.clear()
             if progress is not None:
@@ -113,9 +131,11 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
                 kept: dict[str, Any] = {"message": raw.decode("utf-8")}
             except UnicodeDecodeError:  # not text: kept byte for byte, base64-encoded
                 kept = {"message_base64": base64.b64encode(raw).decode("ascii")}
+            if rej.reason == "too_large":  # read_lines kept only the start of the line
+                kept["truncated"] = True
             dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
-        result = replay_lines(read_lines(events), config, progress, on_reject=keep if dl else None,
+        result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, progress, on_reject=keep if dl else None,
                               on_incident=write)
     if log is not None:
         print(summary(result.stats), file=log)

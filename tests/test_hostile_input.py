@@ -114,3 +114,19 @@ def test_true_is_not_a_number_in_a_config() -> None:
         "windows.size_s: Value error, expected a number, not true or false"]
     assert config_errors({"routes": {"a.*": {"guardrails": {"max_p95_ms": False}}}})
     assert config_errors({"routes": {"a.*": {"customer_facing": True}}, "kafka": {"create_topics": False}}) == []
+
+
+def test_an_oversized_line_is_read_only_as_far_as_needed(tmp_path: Path) -> None:
+    """A 1 MB line is rejected as too_large from its first bytes; the rest is skipped, not held; the lines
+    around it are read whole; its dead letter says it was truncated (issue 8, item 4)."""
+    good = b'{"event_id":"a","type":"usage","ts":1767225600000,"route":"r"}'
+    huge = b'{"event_id":"h","pad":"' + b"x" * 1_000_000 + b'"}'
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(good + b"\n" + huge + b"\n" + good.replace(b'"a"', b'"b"') + b"\n")
+    got = list(read_lines(events, max_bytes=65536))
+    assert [len(x) for x in got] == [len(good), 65537, len(good)]
+    out, dead = tmp_path / "i.jsonl", tmp_path / "d.jsonl"
+    assert main(["replay", "--events", str(events), "--out", str(out), "--dead-letters", str(dead)]) == 0
+    (kept,) = [json.loads(x) for x in dead.read_text().splitlines()]
+    assert kept["reason"] == "too_large" and kept["truncated"] is True
+    assert kept["message"].encode() == huge[:65537]
