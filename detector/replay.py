@@ -135,8 +135,8 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
                 kept["truncated"] = True
             dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
-        result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, progress, on_reject=keep if dl else None,
-                              on_incident=write)
+        result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, progress,
+                              on_reject=keep if dl else None, on_incident=write)
     if log is not None:
         print(summary(result.stats), file=log)
     return result
