@@ -130,3 +130,25 @@ def test_an_oversized_line_is_read_only_as_far_as_needed(tmp_path: Path) -> None
     (kept,) = [json.loads(x) for x in dead.read_text().splitlines()]
     assert kept["reason"] == "too_large" and kept["truncated"] is True
     assert kept["message"].encode() == huge[:65537]
+
+
+def test_a_burst_of_new_routes_cannot_evict_the_learned_ones() -> None:
+    """20,000 one-off routes arriving at once over a 10,000-route cap: the routes with learned baselines stay,
+    their incident still opens, and the evictions are counted by cause (issue 8, item 5)."""
+    from detector.config import load_config
+    from detector.pipeline import Pipeline
+
+    config = load_config(ROOT / "examples/config.toml")
+    lines = list(read_lines(ROOT / "examples/events.jsonl"))
+    clean = Pipeline(config)
+    want = clean.process_many(lines)
+    assert any(i["event"] == "opened" for i in want)
+    cut = len(lines) // 3
+    ts = Decoder().decode(lines[cut]).ts_ms  # type: ignore[union-attr]
+    burst = [b'{"event_id":"burst-%d","type":"usage","ts":%d,"route":"oneoff.%d"}' % (i, ts, i) for i in range(20_000)]
+    pipe = Pipeline(config)
+    got = pipe.process_many(lines[:cut] + burst + lines[cut:])
+    real = {json.loads(x)["route"] for x in lines}
+    assert real <= set(pipe.windower.routes) | {r for r in real if r not in clean.windower.routes}
+    assert [i for i in got if i["route"] in real] == want
+    assert pipe.stats.evictions["capacity"] >= 10_000 and pipe.stats.routes_evicted >= 10_000

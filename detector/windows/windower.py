@@ -44,15 +44,21 @@ class RouteEvicted:
     why: Literal["idle", "capacity"]
 
 
-class _Route:
-    __slots__ = ("open", "next_start", "last_seen", "seq")
+#: Events after which a route counts as established: over capacity, routes with fewer go first.
+ESTABLISHED = 20
 
-    def __init__(self, next_start: int, last_seen: int, seq: int = 0):
+
+class _Route:
+    __slots__ = ("open", "next_start", "last_seen", "seq", "seen")
+
+    def __init__(self, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
         self.open: dict[int, WindowAggregate] = {}
         self.next_start = next_start
         self.last_seen = last_seen
         #: Creation order: routes are walked in this order when windows close.
         self.seq = seq
+        #: Events seen, counted up to ESTABLISHED (a learned baseline is worth keeping over a one-off).
+        self.seen = seen
 
 
 class Windower:
@@ -103,6 +109,8 @@ class Windower:
                 self._evict_lru(keep=ev.route)
         elif ts_ms > r.last_seen:
             r.last_seen = ts_ms
+        if r.seen < ESTABLISHED:
+            r.seen += 1
         agg = r.open.get(start)
         if agg is None:
             agg = r.open[start] = WindowAggregate(ev.route, start, start + size)
@@ -119,9 +127,13 @@ class Windower:
             self.max_ts = ts_ms
 
     def _evict_lru(self, keep: str) -> None:
-        """Evict the least recently seen tenth of the routes (one sort serves many new routes)."""
-        order = sorted((r.last_seen, name) for name, r in self.routes.items() if name != keep)
-        for _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
+        """Evict a tenth of the routes (one sort serves many new routes): the routes with the least history
+        first (events seen, counted up to ESTABLISHED), the least recently seen first among equals, so a
+        burst of one-off routes cannot push out the routes whose baselines are learned (the route cap is
+        not a way to switch detection off)."""
+        order = sorted((r.seen, r.last_seen, name) for name, r in self.routes.items()
+                       if name != keep)
+        for _, _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
             del self.routes[name]
             self._evicted.append(RouteEvicted(name, self.max_ts or self.top_ts or 0, "capacity"))
 
@@ -191,6 +203,7 @@ class Windower:
                     "next_start": r.next_start,
                     "last_seen": r.last_seen,
                     "seq": r.seq,
+                    "seen": r.seen,
                     "open": [w.to_dict() for w in r.open.values()],
                 }
                 for name, r in self.routes.items()
@@ -207,7 +220,7 @@ class Windower:
         r = self.routes.get(route)
         if r is None:
             return None
-        return {"next_start": r.next_start, "last_seen": r.last_seen, "seq": r.seq,
+        return {"next_start": r.next_start, "last_seen": r.last_seen, "seq": r.seq, "seen": r.seen,
                 "open": [w.to_dict() for w in r.open.values()]}
 
     def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
@@ -219,7 +232,8 @@ class Windower:
         self.routes = {}
         self._evicted = []
         for name, rd in sorted(routes.items(), key=lambda kv: (kv[1].get("seq", 0), kv[0])):
-            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)))
+            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
+                       int(rd.get("seen", ESTABLISHED)))
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w
@@ -233,7 +247,8 @@ class Windower:
         self._seq = int(d.get("seq", 0))
         self.routes = {}
         for name, rd in d["routes"].items():
-            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)))
+            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
+                       int(rd.get("seen", ESTABLISHED)))
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w
