@@ -21,7 +21,7 @@ import time
 import zlib
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "committed"]
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes], partitions: int) -> None:
@@ -137,7 +137,8 @@ def _checkpoint_cost(bootstrap: str, routes: int) -> tuple[int, float, int, floa
     return full_b, full_ms, part_b, part_ms, restore_s, got[task.tp].records
 
 
-def _committed(bootstrap: str, group: str, topic: str) -> int:
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Sum of a group's committed offsets on a topic (read without joining the group)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
@@ -170,7 +171,7 @@ def _scale(bootstrap: str, lines: list[bytes], instances: int, run_id: str) -> t
         first: float | None = None
         try:
             while True:
-                done = _committed(bootstrap, f"g-{run_id}", topic)
+                done = committed(bootstrap, f"g-{run_id}", topic)
                 if done and first is None:
                     first = time.perf_counter()
                 if done >= len(lines):

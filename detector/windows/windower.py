@@ -223,15 +223,20 @@ class Windower:
         return {"next_start": r.next_start, "last_seen": r.last_seen, "seq": r.seq, "seen": r.seen,
                 "open": [w.to_dict() for w in r.open.values()]}
 
-    def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
-        """Load :meth:`stream_state` and :meth:`route_state` outputs; routes keep their creation order."""
+    def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]],
+                      in_order: bool = False) -> None:
+        """Load :meth:`stream_state` and :meth:`route_state` outputs; routes keep their creation order
+        (``in_order``: ``routes`` already is in that order, as in a whole snapshot)."""
         self.max_ts = stream["max_ts"]
         self.top_ts = stream["top_ts"]
         self.closed_end = stream["closed_end"]
         self._seq = int(stream.get("seq", 0))
         self.routes = {}
         self._evicted = []
-        for name, rd in sorted(routes.items(), key=lambda kv: (kv[1].get("seq", 0), kv[0])):
+        items = list(routes.items())
+        if not in_order:
+            items.sort(key=lambda kv: (kv[1].get("seq", 0), kv[0]))
+        for name, rd in items:
             r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
                        int(rd.get("seen", ESTABLISHED)))
             for wd in rd["open"]:
@@ -241,15 +246,4 @@ class Windower:
 
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`to_dict` output."""
-        self.max_ts = d["max_ts"]
-        self.top_ts = d["top_ts"]
-        self.closed_end = d["closed_end"]
-        self._seq = int(d.get("seq", 0))
-        self.routes = {}
-        for name, rd in d["routes"].items():
-            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
-                       int(rd.get("seen", ESTABLISHED)))
-            for wd in rd["open"]:
-                w = WindowAggregate.from_dict(wd)
-                r.open[w.start] = w
-            self.routes[name] = r
+        self.restore_parts(d, d["routes"], in_order=True)
