@@ -133,8 +133,11 @@ class WindowsConfig(_Model):
     allowed_lateness_s: int = Field(120, ge=0, le=86400)
     #: Routes that send nothing for this long are evicted (their incidents resolved).
     idle_evict_s: int = Field(86400, ge=60)
-    #: A timestamp this far ahead of the watermark is rejected as absurd.
+    #: A timestamp this far ahead of stream time is rejected as absurd.
     max_future_s: int = Field(3600, ge=1)
+    #: An event this far ahead of stream time (or this far behind a closed window) comes from a skewed
+    #: clock: it is still accepted up to ``max_future_s`` (or rejected as late), and counted for its route.
+    max_skew_s: int = Field(300, ge=0, le=86400)
     #: How many recent event_ids are remembered to drop duplicates.
     dedup_capacity: int = Field(200_000, ge=0, le=50_000_000)
     #: Hard cap on routes tracked at once; the least recently seen is evicted.

@@ -122,9 +122,12 @@ class Metrics:
         self.duplicates = Counter("detector_events_duplicate_total",
                                   "Events dropped because their event_id was seen before.", registry=r)
         self.skewed = Counter("detector_skewed_clock_events_total",
-                              "Events timestamped further ahead of their partition's stream time than "
-                              "windows.max_future_s (a producer clock ahead; also in rejected, reason "
-                              "future_timestamp).", registry=r)
+                              "Events from skewed producer clocks: more than windows.max_skew_s ahead of their "
+                              "partition's stream time (accepted up to windows.max_future_s, else rejected as "
+                              "future_timestamp), or behind a closed window (rejected as late); the routes "
+                              "are in /routes.", ["direction"], registry=r)
+        for way in ("ahead", "behind"):
+            self.skewed.labels(way)
         self.lag = Gauge("detector_consumer_lag_messages",
                          "Messages between the partition's high watermark and the next offset to process.",
                          _PARTITION, registry=r)
@@ -205,10 +208,11 @@ class Metrics:
         """Add the change in one pipeline's counters between two copies of its :class:`Stats`.
 
         ``before`` must be a copy (its Counters too) taken before the batch. Used: ``read``,
-        ``accepted``, ``duplicates``, ``rejected`` (late and future_timestamp also feed their own
-        counters), ``windows_closed``, ``firings`` and ``routes_evicted``. Firings are labelled by
-        signal when the stats carry a ``firings_by_signal`` Counter (else ``other``), evictions by
-        cause when they carry an ``evictions`` Counter keyed ``idle``/``capacity`` (else ``other``).
+        ``accepted``, ``duplicates``, ``rejected`` (late also feeds its own counter), ``skewed_ahead``
+        and ``skewed_behind`` (when the stats carry them), ``windows_closed``, ``firings`` and
+        ``routes_evicted``. Firings are labelled by signal when the stats carry a ``firings_by_signal``
+        Counter (else ``other``), evictions by cause when they carry an ``evictions`` Counter keyed
+        ``idle``/``capacity`` (else ``other``).
         Incident events are counted by :meth:`observe_incident`, not here.
         """
         p = str(partition)
@@ -225,8 +229,10 @@ class Metrics:
             self.rejected.labels(bounded(reason, REASONS)).inc(d)
             if reason == "late":
                 self.late.inc(d)
-            elif reason == "future_timestamp":
-                self.skewed.inc(d)
+        for way in ("ahead", "behind"):
+            d = getattr(after, f"skewed_{way}", 0) - getattr(before, f"skewed_{way}", 0)
+            if d > 0:
+                self.skewed.labels(way).inc(d)
         d = after.windows_closed - before.windows_closed
         if d > 0:
             self.windows_closed.inc(d)

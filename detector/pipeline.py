@@ -13,12 +13,15 @@ callback (the service dead-letters them; replay counts them).
 []
 >>> p.process(b'not json')
 []
->>> p.stats.read, p.stats.accepted, dict(p.stats.rejected)
-(2, 1, {'not_json': 1})
+>>> p.stats.read, p.stats.accepted, dict(p.stats.rejected)  # the first events wait for stream time
+(2, 0, {'not_json': 1})
+>>> p.flush(), p.stats.accepted
+([], 1)
 """
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +35,14 @@ from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
 from detector.windows.aggregate import WindowAggregate
-from detector.windows.windower import RouteEvicted, Windower
+from detector.windows.windower import MIN_VOTES, RouteEvicted, Windower, first_stream_time
 
 __all__ = ["Pipeline", "Stats", "DetectorStage", "IncidentStage", "NullDetectors", "NullIncidents"]
 
 Incident = dict[str, Any]
+#: Routes counted by name for skewed clocks; events of any further route count under OTHER_ROUTES.
+SKEW_ROUTES = 1000
+OTHER_ROUTES = "(other routes)"
 
 
 class DetectorStage(Protocol):
@@ -173,12 +179,20 @@ class Stats:
     #: Firings by signal name, evictions by cause (idle, capacity): for the service's metrics.
     firings_by_signal: Counter[str] = field(default_factory=Counter)
     evictions: Counter[str] = field(default_factory=Counter)
+    #: Events from skewed clocks (windows.max_skew_s): ahead of stream time (accepted, or rejected as
+    #: future_timestamp), or behind a closed window (rejected as late); and by route, to find the producer.
+    skewed_ahead: int = 0
+    skewed_behind: int = 0
+    skewed_routes: Counter[str] = field(default_factory=Counter)
+    #: Events left in windows beyond stream time at the end of a replay (clocks skewed ahead).
+    unjudged: int = 0
 
     def copy(self) -> Stats:
         """An independent copy (the service adds the difference over a batch to its metrics)."""
         return Stats(self.read, self.accepted, self.duplicates, Counter(self.rejected), self.windows_closed,
                      self.routes_evicted, self.firings, Counter(self.incidents), Counter(self.firings_by_signal),
-                     Counter(self.evictions))
+                     Counter(self.evictions), self.skewed_ahead, self.skewed_behind, Counter(self.skewed_routes),
+                     self.unjudged)
 
     @property
     def late(self) -> int:
@@ -195,6 +209,9 @@ class Stats:
             "routes_evicted": self.routes_evicted,
             "firings": self.firings,
             "incidents": dict(sorted(self.incidents.items())),
+            "skewed": {"ahead": self.skewed_ahead, "behind": self.skewed_behind,
+                       "routes": dict(self.skewed_routes.most_common(10))},
+            "unjudged": self.unjudged,
         }
 
 
@@ -235,6 +252,8 @@ class Pipeline:
         self._seen = self.dedup.seen
         #: Routes whose state changed since :meth:`take_dirty` (the service checkpoints only those).
         self._dirty: set[str] = set()
+        #: The first events (raw, route, ts), waiting until there are MIN_VOTES of them to start stream time.
+        self._pending: list[tuple[bytes, str, int]] = []
 
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
         self.stats.rejected[rejection.reason] += 1
@@ -244,11 +263,14 @@ class Pipeline:
         """Process one message; returns the incident events it caused (often none)."""
         return self.process_many((raw,))
 
-    def process_many(self, raws: Iterable[bytes]) -> list[Incident]:
-        """Process messages in order (a file's lines, a consumer's poll); returns the incident events."""
+    def process_many(self, raws: Iterable[bytes], _count_read: bool = True) -> list[Incident]:
+        """Process messages in order (a file's lines, a consumer's poll); returns the incident events.
+
+        Stream time needs MIN_VOTES events: the first ones wait (in order) until they are there, and are
+        then checked against it like any other, so an absurd timestamp among them is rejected too."""
         out: list[Incident] = []
         stats, win, decode, seen, reject = self.stats, self.windower, self._decode, self._seen, self._reject
-        add, lateness, future = win.add, win.lateness_ms, win.max_future_ms
+        add, lateness, future, skew = win.add, win.lateness_ms, win.max_future_ms, win.max_skew_ms
         read = accepted = duplicates = 0
         dirty = self._dirty.add
         for raw in raws:
@@ -258,38 +280,94 @@ class Pipeline:
                 reject(raw, res)  # type: ignore[arg-type]  # not Decoded: a Rejection
                 continue
             ts = res.ts_ms
-            if win.max_ts is not None:  # Windower.check, inlined on the hot path
-                if ts > win.max_ts + future:
-                    reject(raw, Rejection("future_timestamp", "$.ts: too far ahead of the watermark"))
+            st = win.stream_ts
+            if st is None:
+                self._pending.append((raw, res.event.route, ts))
+                if len(self._pending) >= MIN_VOTES:
+                    out.extend(self._release())
+                continue
+            ahead = False  # Windower.check, inlined on the hot path
+            if ts > st + skew:
+                if ts > st + future:
+                    self._skewed(res.event.route, "ahead")
+                    reject(raw, Rejection("future_timestamp", "$.ts: too far ahead of stream time"))
                     continue
-                if win.closed_end is not None and ts < win.closed_end:
-                    reject(raw, Rejection("late", "$.ts: its window is already closed"))
-                    continue
+                ahead = True
+            elif win.closed_end is not None and ts < win.closed_end:
+                if ts < win.closed_end - skew:
+                    self._skewed(res.event.route, "behind")
+                reject(raw, Rejection("late", "$.ts: its window is already closed"))
+                continue
             ev = res.event
             if seen(ev.event_id):
                 duplicates += 1
                 continue
             accepted += 1
+            if ahead:
+                self._skewed(ev.route, "ahead")
             add(ev, ts)
             dirty(ev.route)
-            if win.max_ts is None:  # stream time needs two events
-                continue
-            wm = win.max_ts - lateness
             nxt = self._next_close
+            if nxt is not None and win.hint - lateness < nxt:  # no vote count could close a window yet
+                if win.has_evictions:
+                    out.extend(self._close([]))
+                continue
+            st = win.stream_time()
+            if st is None:  # stream time needs MIN_VOTES events
+                continue
+            wm = st - lateness
             if nxt is not None and wm < nxt:
                 if win.has_evictions:
                     out.extend(self._close([]))
                 continue
             out.extend(self._close(win.advance()))
             self._next_close = wm - wm % win.size_ms + win.size_ms
-        stats.read += read
+        if _count_read:
+            stats.read += read
         stats.accepted += accepted
         stats.duplicates += duplicates
         return out
 
+    def _skewed(self, route: str, way: str) -> None:
+        """Count an event from a clock skewed ahead of stream time or behind a closed window, for its route
+        (at most SKEW_ROUTES routes by name; the rest together)."""
+        stats = self.stats
+        if way == "ahead":
+            stats.skewed_ahead += 1
+        else:
+            stats.skewed_behind += 1
+        routes = stats.skewed_routes
+        if route not in routes and len(routes) >= SKEW_ROUTES:
+            route = OTHER_ROUTES
+        routes[route] += 1
+
+    @property
+    def waiting(self) -> int:
+        """Events waiting for stream time to start (fewer than MIN_VOTES so far)."""
+        return len(self._pending)
+
+    def _release(self) -> list[Incident]:
+        """Start stream time from the events waiting for it, then process them like any other."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        win = self.windower
+        win.start(first_stream_time([(route, ts) for _, route, ts in pending]))
+        self._next_close = 1 << 62  # all of them into their windows before any window closes
+        out = self.process_many([raw for raw, _, _ in pending], _count_read=False)
+        out += self._close(win.advance())
+        wm = win.watermark
+        assert wm is not None
+        self._next_close = wm - wm % win.size_ms + win.size_ms
+        return out
+
     def flush(self) -> list[Incident]:
-        """Close every remaining window (end of a replay file)."""
-        return self._close(self.windower.flush())
+        """Close the remaining windows (end of a replay file): windows the watermark has not passed are
+        judged as partial; events from clocks skewed beyond stream time stay unjudged (counted)."""
+        out = self._release()
+        out += self._close(self.windower.flush())
+        self.stats.unjudged = self.windower.unjudged()
+        return out
 
     def _close(self, windows: list[WindowAggregate]) -> list[Incident]:
         out: list[Incident] = []
@@ -319,18 +397,14 @@ class Pipeline:
     def advance_to(self, watermark_ms: int) -> list[Incident]:
         """Close every window ending at or before ``watermark_ms`` (the service's wall-clock advance of a
         partition that went silent); later events for those windows are late."""
+        out = self._release()  # the events waiting for stream time are judged by their own first
         win = self.windower
         wm = win.watermark
         if wm is not None and watermark_ms <= wm:
-            return []
-        if win.max_ts is None:  # stream time needs two events; an advance gives it a floor
-            win.max_ts = watermark_ms + win.lateness_ms
-            win.top_ts = max(win.top_ts or win.max_ts, win.max_ts)
-        else:
-            win.max_ts = max(win.max_ts, watermark_ms + win.lateness_ms)
-            win.top_ts = max(win.top_ts or win.max_ts, win.max_ts)
-        out = self._close(win.advance())
-        wm = win.max_ts - win.lateness_ms
+            return out
+        win.start(watermark_ms + win.lateness_ms)
+        out += self._close(win.advance())
+        wm = watermark_ms if win.watermark is None else win.watermark
         self._next_close = wm - wm % win.size_ms + win.size_ms
         return out
 
@@ -363,7 +437,18 @@ class Pipeline:
     def partition_state(self) -> dict[str, Any]:
         """The state that is not per route (stream time, engine globals); duplicate ids excluded."""
         return {"windower": self.windower.stream_state(), "incidents": self.incidents.global_state(),
-                "next_close": self._next_close}
+                "next_close": self._next_close, "pending": self._pending_state()}
+
+    def _pending_state(self) -> list[str]:
+        return [base64.b64encode(raw).decode("ascii") for raw, _, _ in self._pending]
+
+    def _restore_pending(self, encoded: list[str]) -> None:
+        self._pending = []
+        for text in encoded:
+            raw = base64.b64decode(text)
+            res = self.decoder.decode(raw)
+            if isinstance(res, Decoded):
+                self._pending.append((raw, res.event.route, res.ts_ms))
 
     def restore_parts(self, partition: dict[str, Any], routes: dict[str, dict[str, Any]],
                       dedup: tuple[int, list[str], list[str]]) -> None:
@@ -376,6 +461,7 @@ class Pipeline:
                                      {r: d["i"] for r, d in routes.items() if d.get("i") is not None})
         self.dedup.restore_generations(*dedup)
         self._next_close = partition["next_close"]
+        self._restore_pending(partition.get("pending", []))
 
     # -- snapshots ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -386,6 +472,7 @@ class Pipeline:
             "detectors": self.detectors.snapshot(),
             "incidents": self.incidents.snapshot(),
             "next_close": self._next_close,
+            "pending": self._pending_state(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -395,3 +482,4 @@ class Pipeline:
         self.detectors.restore(snap["detectors"])
         self.incidents.restore(snap["incidents"])
         self._next_close = snap["next_close"]
+        self._restore_pending(snap.get("pending", []))

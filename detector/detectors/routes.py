@@ -236,16 +236,19 @@ class RouteDetectors:
         assert isinstance(rv, ProportionTest)
         results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews) if reviews else None
 
+        # A partial window (the end of a replay, which the watermark has not passed) may still be missing
+        # events: it is judged for rates, latency and cost per request, never for its volume or totals.
+        partial = w.partial
         vol = d["request_volume"]
         assert isinstance(vol, CountTest)
-        results["request_volume"] = vol.update(w.requests, w.start)
+        results["request_volume"] = None if partial else vol.update(w.requests, w.start)
         if results["request_volume"] is not None and results["request_volume"].anomalous:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
 
         # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
         # requests; such routes are judged by cost per request (pooled) instead
-        busy = w.requests >= self.config.detectors.min_requests
+        busy = not partial and w.requests >= self.config.detectors.min_requests
         if w.cost_events and busy:
             results["spend"] = _lvl(d["spend"], w.cost_usd, w.start)
         # cost per request: pool quiet windows until enough requests
@@ -276,7 +279,7 @@ class RouteDetectors:
         if "guardrail_spend" in d:
             sg = d["guardrail_spend"]
             assert isinstance(sg, SpendGuard)
-            results["guardrail_spend"] = sg.update(w.cost_usd)
+            results["guardrail_spend"] = None if partial else sg.update(w.cost_usd)
         g = rc.guardrails
         if g.max_p95_ms is not None:
             p95 = w.p95

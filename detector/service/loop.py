@@ -448,9 +448,10 @@ class Service:
         out: list[dict[str, Any]] = []
         for (topic, part), task in sorted(list(self.tasks.items())):  # the HTTP thread: copy before walking
             counts = dict(task.containment.open_counts())
+            skewed = dict(task.pipe.stats.skewed_routes)
             for route in sorted(list(task.pipe.windower.routes)):
                 out.append({"route": route, "topic": topic, "partition": part,
-                            "open_incidents": counts.get(route, 0)})
+                            "open_incidents": counts.get(route, 0), "skewed_events": skewed.get(route, 0)})
         return {"routes": out}
 
     # -- checkpoints --------------------------------------------------------------------------------

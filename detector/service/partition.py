@@ -172,7 +172,7 @@ class PartitionTask:
         wm = self.pipe.windower.watermark
         if wm is not None and watermark_ms <= wm:
             return False
-        if not self.pipe.windower.routes:
+        if not self.pipe.windower.routes and not self.pipe.waiting:
             return False
         self.pending_wal["advance_to"] = watermark_ms
         return True

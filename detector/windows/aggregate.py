@@ -88,6 +88,9 @@ class WindowAggregate:
         self.flagged_request_ids: list[str] = []
         self.flagged_trace_ids: list[str] = []
         self.changes: list[dict[str, Any]] = []
+        #: Closed before the watermark passed it (the end of a replay): it may lack events, so its volume
+        #: and totals are not judged. Never checkpointed (only a replay's flush makes one).
+        self.partial = False
 
     # -- accumulation (hot path) ----------------------------------------------
     def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:

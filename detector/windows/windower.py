@@ -1,30 +1,50 @@
 """Event-time tumbling windows per route, closed by a watermark.
 
-Stream time is the second-largest event time seen (so that one absurd
-timestamp, even the first, cannot move it); the watermark trails it by the
-allowed lateness. A window ``[s, s + size)`` closes when the watermark
-passes ``s + size``; an event for a closed window is late and dropped. The
-watermark is per stream (in the service: per Kafka partition, whose routes
-all share it), so a route that goes quiet still has its empty windows closed
-as other routes move time on, which is what lets a detector see traffic
-stop. Routes idle for ``idle_evict_s`` are evicted, and at most
-``max_routes`` are tracked.
+Stream time is the event time most of the recent traffic has reached, so a
+minority of producers with skewed clocks cannot move it. Each route keeps a
+clock: its third-newest event time (so two absurd timestamps from one route
+cannot move it). Each of the last ``VOTES`` accepted events votes with its
+route's clock, and stream time is the lower median of the votes (it never
+moves back, and needs ``MIN_VOTES`` events to start). Busy routes carry most
+votes and their clocks are fresh, so stream time follows real time closely;
+a route whose own clock runs ahead holds at most its share of the votes.
+
+The watermark trails stream time by the allowed lateness. A window
+``[s, s + size)`` closes when the watermark passes ``s + size``; an event for
+a closed window is late and dropped, and one more than ``max_future_s``
+ahead of stream time is rejected. The watermark is per stream (in the
+service: per Kafka partition, whose routes all share it), so a route that
+goes quiet still has its empty windows closed as other routes move time on,
+which is what lets a detector see traffic stop. Closing skips the stretches
+where no route has a window due, and routes idle for ``idle_evict_s`` are
+evicted, so the work of a jump in time is bounded by the routes held, not by
+the size of the jump. At most ``max_routes`` are tracked.
 
 >>> from detector.config import WindowsConfig
 >>> from detector.events import UsageEvent
 >>> w = Windower(WindowsConfig(size_s=60, allowed_lateness_s=0))
 >>> def ev(route, ts):
 ...     return UsageEvent(event_id=f"{route}{ts}", ts=float(ts), route=route)
->>> w.add(ev("a", 1_000), 1_000); w.add(ev("b", 2_000), 2_000)
->>> w.add(ev("b", 130_000), 130_000); w.add(ev("b", 130_001), 130_001)
+>>> for route, ts in [("a", 1_000), ("b", 1_500), ("a", 2_000), ("a", 130_000), ("a", 130_001), ("a", 130_002)]:
+...     w.add(ev(route, ts), ts)
+>>> w.stream_time()  # a's clock (its third-newest event) holds five of the six votes
+130000
 >>> [(c.route, c.start, c.requests) for c in w.advance()]
-[('a', 0, 1), ('b', 0, 1), ('a', 60000, 0), ('b', 60000, 0)]
+[('a', 0, 2), ('b', 0, 1), ('a', 60000, 0), ('b', 60000, 0)]
 >>> w.check(50_000)
 'late'
+
+Two events from a clock an hour ahead do not move stream time:
+
+>>> for i in range(2):
+...     w.add(ev("skewed", 3_730_000 + i), 3_730_000 + i)
+>>> w.stream_time()
+130000
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +52,7 @@ from detector.config import WindowsConfig
 from detector.events import TelemetryEvent
 from detector.windows.aggregate import ADDERS, WindowAggregate
 
-__all__ = ["Windower", "RouteEvicted"]
+__all__ = ["Windower", "RouteEvicted", "VOTES", "MIN_VOTES", "first_stream_time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +66,40 @@ class RouteEvicted:
 
 #: Events after which a route counts as established: over capacity, routes with fewer go first.
 ESTABLISHED = 20
+#: Recent events whose routes' clocks vote on stream time, and how many it needs to start.
+VOTES = 64
+MIN_VOTES = 5
+
+
+def first_stream_time(events: list[tuple[str, int]]) -> int:
+    """Stream time from the first ``(route, ts)`` events, by the same vote as :meth:`Windower.stream_time`:
+    each event votes with its route's clock (its third-newest event, or the oldest of fewer), and the lower
+    median wins. Two events from absurd clocks among five cannot decide it.
+
+    >>> first_stream_time([("a", 7_226_582_400_000), ("a", 1_000), ("b", 2_000), ("a", 3_000), ("b", 4_000)])
+    1000
+    """
+    by_route: dict[str, list[int]] = {}
+    for route, ts in events:
+        by_route.setdefault(route, []).append(ts)
+    clock = {route: sorted(times, reverse=True)[min(2, len(times) - 1)] for route, times in by_route.items()}
+    votes = sorted(clock[route] for route, _ in events)
+    return votes[(len(votes) - 1) // 2]
 
 
 class _Route:
-    __slots__ = ("open", "next_start", "last_seen", "seq", "seen")
+    __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "clock", "seq", "seen")
 
-    def __init__(self, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
+    def __init__(self, name: str, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
+        self.name = name
         self.open: dict[int, WindowAggregate] = {}
         self.next_start = next_start
+        #: The route's three newest event times (0: not yet seen); its clock is the third (or the oldest of
+        #: fewer), so two absurd timestamps from one producer cannot move it.
         self.last_seen = last_seen
+        self.t2 = 0
+        self.t3 = 0
+        self.clock = last_seen
         #: Creation order: routes are walked in this order when windows close.
         self.seq = seq
         #: Events seen, counted up to ESTABLISHED (a learned baseline is worth keeping over a one-off).
@@ -69,28 +114,68 @@ class Windower:
         self.lateness_ms = cfg.allowed_lateness_s * 1000
         self.idle_ms = cfg.idle_evict_s * 1000
         self.max_future_ms = cfg.max_future_s * 1000
+        self.max_skew_ms = cfg.max_skew_s * 1000
         self.max_routes = cfg.max_routes
-        #: Stream time: the second-highest event time seen, so that one absurd timestamp (even the
-        #: first) cannot drag the watermark; ``top_ts`` is the highest.
-        self.max_ts: int | None = None
+        #: Stream time (see the module docstring): None until MIN_VOTES events; never moves back.
+        self.stream_ts: int | None = None
+        #: An upper bound of the stream time the votes could give now (the newest route clock since the
+        #: last count): while it is below the next window end, no count is needed.
+        self.hint = 0
+        #: The routes of the last VOTES accepted events.
+        self.voters: deque[_Route] = deque(maxlen=VOTES)
+        #: The newest event time accepted (for information; stream time is what moves windows).
         self.top_ts: int | None = None
         #: Every window ending at or before this is closed, for every route.
         self.closed_end: int | None = None
         self.routes: dict[str, _Route] = {}
         self._evicted: list[RouteEvicted] = []
         self._seq = 0
+        #: Window steps walked by :meth:`advance` (the work of closing; it must not grow with a time jump).
+        self.steps = 0
 
     @property
     def watermark(self) -> int | None:
-        return None if self.max_ts is None else self.max_ts - self.lateness_ms
+        return None if self.stream_ts is None else self.stream_ts - self.lateness_ms
+
+    def stream_time(self) -> int | None:
+        """Count the votes: stream time moves to their lower median when that is later (see the module
+        docstring); None until MIN_VOTES events were accepted."""
+        voters = self.voters
+        if len(voters) < MIN_VOTES and self.stream_ts is None:
+            return None
+        if voters:
+            votes = sorted([r.clock for r in voters])
+            median = votes[(len(votes) - 1) // 2]
+            self.hint = votes[-1]
+            if self.stream_ts is None or median > self.stream_ts:
+                self.stream_ts = median
+        return self.stream_ts
+
+    def start(self, stream_ts: int) -> None:
+        """Start stream time at ``stream_ts`` (from :func:`first_stream_time`, or the service's wall clock):
+        windows more than ``max_future_s`` behind it count as closed, so an event dated far in the past
+        is late instead of making every window since its date walked."""
+        self.set_floor(stream_ts)
+        if self.closed_end is None:
+            floor = stream_ts - self.lateness_ms - self.max_future_ms
+            self.closed_end = floor - floor % self.size_ms
+
+    def set_floor(self, ts_ms: int) -> None:
+        """Stream time is at least ``ts_ms`` (the service's wall-clock advance of a silent partition)."""
+        if self.stream_ts is None or ts_ms > self.stream_ts:
+            self.stream_ts = ts_ms
+        if ts_ms > self.hint:
+            self.hint = ts_ms
+        if self.top_ts is None or ts_ms > self.top_ts:
+            self.top_ts = ts_ms
 
     def check(self, ts_ms: int) -> Literal["future", "late"] | None:
         """Whether an event at ``ts_ms`` would be rejected as absurdly ahead, or late.
 
         (``Pipeline.process_many`` inlines this on its hot path; keep the two alike.)"""
-        if self.max_ts is None:
+        if self.stream_ts is None:
             return None
-        if ts_ms > self.max_ts + self.max_future_ms:
+        if ts_ms > self.stream_ts + self.max_future_ms:
             return "future"
         if self.closed_end is not None and ts_ms < self.closed_end:
             return "late"
@@ -104,13 +189,27 @@ class Windower:
         if r is None:
             first = start if self.closed_end is None else max(start, self.closed_end)
             self._seq += 1
-            r = self.routes[ev.route] = _Route(first, ts_ms, self._seq)
+            r = self.routes[ev.route] = _Route(ev.route, first, ts_ms, self._seq)
+            if ts_ms > self.hint:
+                self.hint = ts_ms
             if len(self.routes) > self.max_routes:
                 self._evict_lru(keep=ev.route)
-        elif ts_ms > r.last_seen:
-            r.last_seen = ts_ms
+        elif ts_ms > r.t3:  # the route's clock: its third-newest event time
+            if ts_ms > r.t2:
+                r.t3 = r.t2
+                if ts_ms > r.last_seen:
+                    r.t2 = r.last_seen
+                    r.last_seen = ts_ms
+                else:
+                    r.t2 = ts_ms
+            else:
+                r.t3 = ts_ms
+            clock = r.clock = r.t3 or r.t2
+            if clock > self.hint:
+                self.hint = clock
         if r.seen < ESTABLISHED:
             r.seen += 1
+        self.voters.append(r)
         agg = r.open.get(start)
         if agg is None:
             agg = r.open[start] = WindowAggregate(ev.route, start, start + size)
@@ -121,10 +220,6 @@ class Windower:
         top = self.top_ts
         if top is None or ts_ms > top:
             self.top_ts = ts_ms
-            if top is not None:
-                self.max_ts = top
-        elif self.max_ts is None or ts_ms > self.max_ts:
-            self.max_ts = ts_ms
 
     def _evict_lru(self, keep: str) -> None:
         """Evict a tenth of the routes (one sort serves many new routes): the routes with the least history
@@ -133,52 +228,94 @@ class Windower:
         not a way to switch detection off)."""
         order = sorted((r.seen, r.last_seen, name) for name, r in self.routes.items()
                        if name != keep)
+        at = self.stream_ts or self.top_ts or 0
         for _, _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
             del self.routes[name]
-            self._evicted.append(RouteEvicted(name, self.max_ts or self.top_ts or 0, "capacity"))
+            self._evicted.append(RouteEvicted(name, at, "capacity"))
+        self._drop_voters()
 
-    def advance(self, watermark: int | None = None) -> list[WindowAggregate]:
-        """Close every window the watermark has passed; evictions wait in :meth:`take_evictions`."""
+    def _drop_voters(self) -> None:
+        """Forget the votes of routes no longer held (a restore could not bring them back)."""
+        routes = self.routes
+        if any(routes.get(r.name) is not r for r in self.voters):
+            self.voters = deque((r for r in self.voters if routes.get(r.name) is r), maxlen=VOTES)
+
+    def advance(self, watermark: int | None = None, partial_after: int | None = None) -> list[WindowAggregate]:
+        """Close every window the watermark has passed; evictions wait in :meth:`take_evictions`.
+
+        Stretches of time where no route has a window due are skipped, and a route idle for
+        ``idle_evict_s`` is evicted, so the work does not grow with the size of a jump in time. Windows
+        ending after ``partial_after`` are marked partial (the end of a replay: the watermark has not
+        passed them, so they may still be missing events)."""
         wm = self.watermark if watermark is None else watermark
         if wm is None:
             return []
         size = self.size_ms
         target = wm - wm % size
+        routes = self.routes
         if self.closed_end is None:
-            starts = [r.next_start for r in self.routes.values()]
+            starts = [r.next_start for r in routes.values()]
             if not starts or target <= min(starts):
                 return []
             self.closed_end = min(starts)
         out: list[WindowAggregate] = []
         end = self.closed_end + size
         while end <= target:
+            self.steps += 1
             start = end - size
             gone: list[str] = []
-            for name, r in self.routes.items():
-                if r.next_start > start:
+            due = False
+            soonest = target
+            for name, r in routes.items():
+                ns = r.next_start
+                if ns > start:
+                    if ns < soonest:
+                        soonest = ns
                     continue
+                due = True
                 agg = r.open.pop(start, None)
                 out.append(agg if agg is not None else WindowAggregate(name, start, end))
                 r.next_start = end
                 if end - r.last_seen >= self.idle_ms and not r.open:
                     gone.append(name)
             for name in gone:
-                del self.routes[name]
+                del routes[name]
                 self._evicted.append(RouteEvicted(name, end, "idle"))
+            if gone:
+                self._drop_voters()
             self.closed_end = end
+            if not due and soonest > end:  # nothing due until the soonest route's next window
+                self.closed_end = soonest
+                end = soonest
             end += size
         if target > self.closed_end:
             self.closed_end = target
+        if partial_after is not None:
+            for w in out:
+                if w.end > partial_after:
+                    w.partial = True
         return out
 
     def flush(self) -> list[WindowAggregate]:
-        """Close every window up to the one holding the latest plausible event (end of a replay)."""
-        last = self.max_ts
-        if self.top_ts is not None and (last is None or self.top_ts - last <= self.max_future_ms):
-            last = self.top_ts
-        if last is None:
-            return []
-        return self.advance(last - last % self.size_ms + self.size_ms)
+        """The end of a replay: close every window up to the one holding the newest event that is not
+        skewed ahead of stream time. Windows the watermark has not passed are marked partial (they may
+        lack events that would have come late, or after an export's cut); windows further ahead (events
+        from clocks skewed ahead) stay unjudged (:meth:`unjudged`)."""
+        st = self.stream_time()
+        if st is None:  # fewer than MIN_VOTES events: count what there is
+            if not self.voters:
+                return []
+            votes = sorted(r.clock for r in self.voters)
+            st = self.stream_ts = votes[(len(votes) - 1) // 2]
+        limit = st + max(self.max_skew_ms, self.lateness_ms)
+        last = max((r.last_seen if r.last_seen <= limit else max(r.t2 if r.t2 <= limit else r.t3, r.clock)
+                    for r in self.routes.values()), default=st)
+        last = max(min(last, limit), st)
+        return self.advance(last - last % self.size_ms + self.size_ms, partial_after=st - self.lateness_ms)
+
+    def unjudged(self) -> int:
+        """Events held in windows that are still open (after :meth:`flush`: events from clocks skewed ahead)."""
+        return sum(w.events for r in self.routes.values() for w in r.open.values())
 
     @property
     def has_evictions(self) -> bool:
@@ -193,41 +330,35 @@ class Windower:
     # -- snapshots ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able state, for checkpoints."""
-        return {
-            "max_ts": self.max_ts,
-            "top_ts": self.top_ts,
-            "closed_end": self.closed_end,
-            "seq": self._seq,
-            "routes": {
-                name: {
-                    "next_start": r.next_start,
-                    "last_seen": r.last_seen,
-                    "seq": r.seq,
-                    "seen": r.seen,
-                    "open": [w.to_dict() for w in r.open.values()],
-                }
-                for name, r in self.routes.items()
-            },
-        }
+        d = self.stream_state()
+        d["routes"] = {name: self.route_state(name) for name in self.routes}
+        return d
 
     # -- per-route checkpoints (the service writes only the routes that changed) ----------------------
     def stream_state(self) -> dict[str, Any]:
         """The state that is not per route."""
-        return {"max_ts": self.max_ts, "top_ts": self.top_ts, "closed_end": self.closed_end, "seq": self._seq}
+        runs: list[list[int]] = []  # the voters by route seq, run-length coded: no route name in it
+        for r in self.voters:
+            if runs and runs[-1][0] == r.seq:
+                runs[-1][1] += 1
+            else:
+                runs.append([r.seq, 1])
+        return {"stream_ts": self.stream_ts, "hint": self.hint, "top_ts": self.top_ts,
+                "closed_end": self.closed_end, "seq": self._seq, "voters": runs}
 
     def route_state(self, route: str) -> dict[str, Any] | None:
         """One route's state (None when it is not held)."""
         r = self.routes.get(route)
         if r is None:
             return None
-        return {"next_start": r.next_start, "last_seen": r.last_seen, "seq": r.seq, "seen": r.seen,
-                "open": [w.to_dict() for w in r.open.values()]}
+        return {"next_start": r.next_start, "last_seen": r.last_seen, "t2": r.t2, "t3": r.t3, "seq": r.seq,
+                "seen": r.seen, "open": [w.to_dict() for w in r.open.values()]}
 
     def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]],
                       in_order: bool = False) -> None:
         """Load :meth:`stream_state` and :meth:`route_state` outputs; routes keep their creation order
         (``in_order``: ``routes`` already is in that order, as in a whole snapshot)."""
-        self.max_ts = stream["max_ts"]
+        self.stream_ts = stream.get("stream_ts", stream.get("max_ts"))  # max_ts: checkpoints before votes
         self.top_ts = stream["top_ts"]
         self.closed_end = stream["closed_end"]
         self._seq = int(stream.get("seq", 0))
@@ -237,12 +368,18 @@ class Windower:
         if not in_order:
             items.sort(key=lambda kv: (kv[1].get("seq", 0), kv[0]))
         for name, rd in items:
-            r = _Route(rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
+            r = _Route(name, rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
                        int(rd.get("seen", ESTABLISHED)))
+            r.t2, r.t3 = int(rd.get("t2", 0)), int(rd.get("t3", 0))
+            r.clock = r.t3 or r.t2 or r.last_seen
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w
             self.routes[name] = r
+        by_seq = {r.seq: r for r in self.routes.values()}
+        self.voters = deque((by_seq[q] for q, n in stream.get("voters", []) if q in by_seq for _ in range(n)),
+                            maxlen=VOTES)
+        self.hint = int(stream.get("hint", max((r.clock for r in self.routes.values()), default=0)))
 
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`to_dict` output."""
