@@ -25,7 +25,7 @@ import base64
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from detector.config import Config
 from detector.detectors.firing import Firing
@@ -35,14 +35,35 @@ from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
 from detector.windows.aggregate import WindowAggregate
-from detector.windows.windower import MIN_VOTES, RouteEvicted, Windower, first_stream_time
+from detector.windows.windower import MIN_VOTES, VOTES, RouteEvicted, Windower, first_stream_time
 
-__all__ = ["Pipeline", "Stats", "DetectorStage", "IncidentStage", "NullDetectors", "NullIncidents"]
+__all__ = ["Pipeline", "Stats", "Source", "Waiting", "DetectorStage", "IncidentStage", "NullDetectors", "NullIncidents"]
 
 Incident = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from (in the service: its offset and key); carried with events that wait, so
+    a late rejection names the right message."""
+
+    offset: int
+    key: bytes | None
+
+
+class Waiting(NamedTuple):
+    """An event waiting for stream time to start, or held far ahead of it."""
+
+    raw: bytes
+    route: str
+    ts: int
+    source: Any
 #: Routes counted by name for skewed clocks; events of any further route count under OTHER_ROUTES.
 SKEW_ROUTES = 1000
 OTHER_ROUTES = "(other routes)"
+#: Events held far ahead of stream time that make a jump (a gap in the traffic); bytes held at most.
+JUMP_VOTES = 16
+HELD_BYTES = 256 * 1024
 
 
 class DetectorStage(Protocol):
@@ -186,13 +207,15 @@ class Stats:
     skewed_routes: Counter[str] = field(default_factory=Counter)
     #: Events left in windows beyond stream time at the end of a replay (clocks skewed ahead).
     unjudged: int = 0
+    #: Times stream time jumped forward to events held far ahead of it (gaps in the traffic).
+    jumps: int = 0
 
     def copy(self) -> Stats:
         """An independent copy (the service adds the difference over a batch to its metrics)."""
         return Stats(self.read, self.accepted, self.duplicates, Counter(self.rejected), self.windows_closed,
                      self.routes_evicted, self.firings, Counter(self.incidents), Counter(self.firings_by_signal),
                      Counter(self.evictions), self.skewed_ahead, self.skewed_behind, Counter(self.skewed_routes),
-                     self.unjudged)
+                     self.unjudged, self.jumps)
 
     @property
     def late(self) -> int:
@@ -212,6 +235,7 @@ class Stats:
             "skewed": {"ahead": self.skewed_ahead, "behind": self.skewed_behind,
                        "routes": dict(self.skewed_routes.most_common(10))},
             "unjudged": self.unjudged,
+            "jumps": self.jumps,
         }
 
 
@@ -252,8 +276,15 @@ class Pipeline:
         self._seen = self.dedup.seen
         #: Routes whose state changed since :meth:`take_dirty` (the service checkpoints only those).
         self._dirty: set[str] = set()
-        #: The first events (raw, route, ts), waiting until there are MIN_VOTES of them to start stream time.
-        self._pending: list[tuple[bytes, str, int]] = []
+        #: Where the message being processed came from (set by the service: an object with ``offset`` and
+        #: ``key``); events that wait keep theirs, and it is set back while they are processed or rejected.
+        self.origin: Any = None
+        #: The first events, waiting until there are MIN_VOTES of them to start stream time.
+        self._pending: list[Waiting] = []
+        #: Events held far ahead of stream time (see _hold), their bytes, and events accepted since the first.
+        self._held: list[Waiting] = []
+        self._held_bytes = 0
+        self._held_against = 0
 
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
         self.stats.rejected[rejection.reason] += 1
@@ -273,6 +304,7 @@ class Pipeline:
         add, lateness, future, skew = win.add, win.lateness_ms, win.max_future_ms, win.max_skew_ms
         read = accepted = duplicates = 0
         dirty = self._dirty.add
+        held = self._held
         for raw in raws:
             read += 1
             res = decode(raw)
@@ -282,18 +314,14 @@ class Pipeline:
             ts = res.ts_ms
             st = win.stream_ts
             if st is None:
-                self._pending.append((raw, res.event.route, ts))
+                self._pending.append(Waiting(raw, res.event.route, ts, self.origin))
                 if len(self._pending) >= MIN_VOTES:
                     out.extend(self._release())
                 continue
-            ahead = False  # Windower.check, inlined on the hot path
-            if ts > st + skew:
-                if ts > st + future:
-                    self._skewed(res.event.route, "ahead")
-                    reject(raw, Rejection("future_timestamp", "$.ts: too far ahead of stream time"))
-                    continue
-                ahead = True
-            elif win.closed_end is not None and ts < win.closed_end:
+            if ts > st + future:  # Windower.check, inlined on the hot path
+                out.extend(self._hold(raw, res.event.route, ts))  # a gap in the traffic, or a wrong clock
+                continue
+            if win.closed_end is not None and ts < win.closed_end:
                 if ts < win.closed_end - skew:
                     self._skewed(res.event.route, "behind")
                 reject(raw, Rejection("late", "$.ts: its window is already closed"))
@@ -303,8 +331,10 @@ class Pipeline:
                 duplicates += 1
                 continue
             accepted += 1
-            if ahead:
-                self._skewed(ev.route, "ahead")
+            if held:  # events held far ahead: this one speaks against a jump
+                self._held_against += 1
+                if self._held_against >= JUMP_VOTES and self._held_against >= len(held):
+                    self._refute()
             add(ev, ts)
             dirty(ev.route)
             nxt = self._next_close
@@ -328,48 +358,108 @@ class Pipeline:
         stats.duplicates += duplicates
         return out
 
-    def _skewed(self, route: str, way: str) -> None:
-        """Count an event from a clock skewed ahead of stream time or behind a closed window, for its route
+    def _skewed(self, route: str, way: str, n: int = 1) -> None:
+        """Count events from a clock skewed ahead of stream time or behind a closed window, for their route
         (at most SKEW_ROUTES routes by name; the rest together)."""
         stats = self.stats
         if way == "ahead":
-            stats.skewed_ahead += 1
+            stats.skewed_ahead += n
         else:
-            stats.skewed_behind += 1
+            stats.skewed_behind += n
         routes = stats.skewed_routes
         if route not in routes and len(routes) >= SKEW_ROUTES:
             route = OTHER_ROUTES
-        routes[route] += 1
+        routes[route] += n
 
     @property
     def waiting(self) -> int:
-        """Events waiting for stream time to start (fewer than MIN_VOTES so far)."""
-        return len(self._pending)
+        """Events waiting for stream time to start (fewer than MIN_VOTES so far) or held far ahead of it."""
+        return len(self._pending) + len(self._held)
 
     def _release(self) -> list[Incident]:
         """Start stream time from the events waiting for it, then process them like any other."""
         pending, self._pending = self._pending, []
         if not pending:
             return []
+        self.windower.start(first_stream_time([(w.route, w.ts) for w in pending]))
+        return self._process_from_floor(pending)
+
+    def _process_from_floor(self, events: list[Waiting]) -> list[Incident]:
+        """Process events that waited for stream time (now set): all into their windows first, then close."""
         win = self.windower
-        win.start(first_stream_time([(route, ts) for _, route, ts in pending]))
-        self._next_close = 1 << 62  # all of them into their windows before any window closes
-        out = self.process_many([raw for raw, _, _ in pending], _count_read=False)
+        self._next_close = 1 << 62  # no window closes before every one of them is in
+        out = self._process_waited(events)
         out += self._close(win.advance())
         wm = win.watermark
         assert wm is not None
         self._next_close = wm - wm % win.size_ms + win.size_ms
         return out
 
+    def _process_waited(self, events: list[Waiting]) -> list[Incident]:
+        """Process events that waited, each as coming from its own source."""
+        out: list[Incident] = []
+        current = self.origin
+        for w in events:
+            self.origin = w.source
+            out += self.process_many((w.raw,), _count_read=False)
+        self.origin = current
+        return out
+
+    def _hold(self, raw: bytes, route: str, ts: int) -> list[Incident]:
+        """An event more than ``max_future_s`` ahead of stream time: a wrong clock, or the traffic coming back
+        after a gap longer than that. It waits (at most VOTES events, HELD_BYTES bytes) for the events after
+        it to tell: when JUMP_VOTES or more are held, more than have been accepted since the first, from at
+        least two routes (one when only one route votes), stream time jumps to them (the gap's windows close
+        empty, so a stop is seen); when JUMP_VOTES accepted events outnumber them, they are rejected as
+        ``future_timestamp``."""
+        held = self._held
+        held.append(Waiting(raw, route, ts, self.origin))
+        self._held_bytes += len(raw)
+        while len(held) > VOTES or self._held_bytes > HELD_BYTES:
+            self._reject_held(held.pop(0))
+        if len(held) >= JUMP_VOTES and len(held) > self._held_against:
+            routes = {w.route for w in held}
+            voting = {r.name for r in self.windower.voters}
+            if len(routes) >= min(2, len(voting)):
+                return self._jump()
+        return []
+
+    def _reject_held(self, w: Waiting) -> None:
+        self._held_bytes -= len(w.raw)
+        self._skewed(w.route, "ahead")
+        current, self.origin = self.origin, w.source
+        self._reject(w.raw, Rejection("future_timestamp", "$.ts: too far ahead of stream time"))
+        self.origin = current
+
+    def _refute(self) -> None:
+        """The accepted events outnumber the held ones: those came from wrong clocks."""
+        held = list(self._held)
+        self._held.clear()
+        self._held_against = 0
+        for w in held:
+            self._reject_held(w)
+
+    def _jump(self) -> list[Incident]:
+        """The held events are the stream's time now: jump to their vote and process them."""
+        held = list(self._held)
+        self._held.clear()
+        self._held_bytes = self._held_against = 0
+        self.stats.jumps += 1
+        self.windower.set_floor(first_stream_time([(w.route, w.ts) for w in held]))
+        return self._process_from_floor(held)
+
     def flush(self) -> list[Incident]:
         """Close the remaining windows (end of a replay file): windows the watermark has not passed are
         judged as partial; events from clocks skewed beyond stream time stay unjudged (counted)."""
         out = self._release()
+        self._refute()  # never confirmed: from wrong clocks
         out += self._close(self.windower.flush())
         self.stats.unjudged = self.windower.unjudged()
         return out
 
     def _close(self, windows: list[WindowAggregate]) -> list[Incident]:
+        for route, n in self.windower.take_skewed():
+            self._skewed(route, "ahead", n)
         out: list[Incident] = []
         dirty = self._dirty.add
         for w in windows:
@@ -404,6 +494,11 @@ class Pipeline:
             return out
         win.start(watermark_ms + win.lateness_ms)
         out += self._close(win.advance())
+        if self._held:  # checked again against the new stream time
+            held = list(self._held)
+            self._held.clear()
+            self._held_bytes = self._held_against = 0
+            out += self._process_waited(held)
         wm = watermark_ms if win.watermark is None else win.watermark
         self._next_close = wm - wm % win.size_ms + win.size_ms
         return out
@@ -437,18 +532,33 @@ class Pipeline:
     def partition_state(self) -> dict[str, Any]:
         """The state that is not per route (stream time, engine globals); duplicate ids excluded."""
         return {"windower": self.windower.stream_state(), "incidents": self.incidents.global_state(),
-                "next_close": self._next_close, "pending": self._pending_state()}
+                "next_close": self._next_close, **self._waiting_state()}
 
-    def _pending_state(self) -> list[str]:
-        return [base64.b64encode(raw).decode("ascii") for raw, _, _ in self._pending]
+    def _waiting_state(self) -> dict[str, Any]:
+        """The events waiting for stream time or held far ahead: raw messages as base64, with their source."""
+        def enc(events: list[Waiting]) -> list[list[Any]]:
+            out: list[list[Any]] = []
+            for w in events:
+                src = w.source
+                out.append([base64.b64encode(w.raw).decode("ascii"), None if src is None else src.offset,
+                            None if src is None or src.key is None else base64.b64encode(src.key).decode("ascii")])
+            return out
+        return {"pending": enc(self._pending), "held": enc(self._held), "held_against": self._held_against}
 
-    def _restore_pending(self, encoded: list[str]) -> None:
-        self._pending = []
-        for text in encoded:
-            raw = base64.b64decode(text)
-            res = self.decoder.decode(raw)
-            if isinstance(res, Decoded):
-                self._pending.append((raw, res.event.route, res.ts_ms))
+    def _restore_waiting(self, state: dict[str, Any]) -> None:
+        def dec(encoded: list[list[Any]]) -> list[Waiting]:
+            out = []
+            for text, offset, key in encoded:
+                raw = base64.b64decode(text)
+                res = self.decoder.decode(raw)
+                if isinstance(res, Decoded):
+                    src = None if offset is None else Source(offset, None if key is None else base64.b64decode(key))
+                    out.append(Waiting(raw, res.event.route, res.ts_ms, src))
+            return out
+        self._pending = dec(state.get("pending", []))
+        self._held = dec(state.get("held", []))
+        self._held_bytes = sum(len(w.raw) for w in self._held)
+        self._held_against = int(state.get("held_against", 0))
 
     def restore_parts(self, partition: dict[str, Any], routes: dict[str, dict[str, Any]],
                       dedup: tuple[int, list[str], list[str]]) -> None:
@@ -461,7 +571,7 @@ class Pipeline:
                                      {r: d["i"] for r, d in routes.items() if d.get("i") is not None})
         self.dedup.restore_generations(*dedup)
         self._next_close = partition["next_close"]
-        self._restore_pending(partition.get("pending", []))
+        self._restore_waiting(partition)
 
     # -- snapshots ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -472,7 +582,7 @@ class Pipeline:
             "detectors": self.detectors.snapshot(),
             "incidents": self.incidents.snapshot(),
             "next_close": self._next_close,
-            "pending": self._pending_state(),
+            **self._waiting_state(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -482,4 +592,4 @@ class Pipeline:
         self.detectors.restore(snap["detectors"])
         self.incidents.restore(snap["incidents"])
         self._next_close = snap["next_close"]
-        self._restore_pending(snap.get("pending", []))
+        self._restore_waiting(snap)

@@ -168,4 +168,6 @@ def _skew_line(stats: Stats) -> str:
         line = f"\nskewed clocks: {stats.skewed_ahead} ahead, {stats.skewed_behind} behind (most: {top})"
     if stats.unjudged:
         line += f"\n{stats.unjudged} events beyond stream time at the end were not judged"
+    if stats.jumps:
+        line += f"\nstream time jumped forward {stats.jumps} times (gaps in the traffic longer than max_future_s)"
     return line

@@ -68,7 +68,6 @@ class PartitionTask:
         self.tp = tp_name(topic, partition)
         self.changelog_partition = changelog_partition
         self._on_reject = on_reject
-        self._current: Record | None = None
         self.pipe = Pipeline(config, on_reject=self._reject)
         self.pipe.dedup.journaling = True
         self.containment = ContainmentTracker()
@@ -99,13 +98,14 @@ class PartitionTask:
         return self.pipe.stats
 
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
-        cur = self._current
+        cur = self.pipe.origin  # the record the message came from (also for an event that waited)
         source = f"{self.topic}/{self.partition}/{cur.offset if cur is not None else -1}"
         self._on_reject(raw, cur.key if cur is not None else None, rejection, source)
 
     def _values(self, records: Sequence[Record]) -> Iterable[bytes]:
+        pipe = self.pipe
         for rec in records:
-            self._current = rec
+            pipe.origin = rec
             yield rec.value
 
     def process(self, records: Sequence[Record]) -> list[Incident]:
@@ -113,7 +113,7 @@ class PartitionTask:
         if not records:
             return []
         out = self.pipe.process_many(self._values(records))
-        self._current = None
+        self.pipe.origin = None
         self.offset = records[-1].offset + 1
         return self._observe(out)
 

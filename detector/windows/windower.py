@@ -45,6 +45,7 @@ Two events from a clock an hour ahead do not move stream time:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -88,7 +89,8 @@ def first_stream_time(events: list[tuple[str, int]]) -> int:
 
 
 class _Route:
-    __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "clock", "seq", "seen")
+    __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "clock", "seq", "seen", "empty",
+                 "suspects", "suspect_lo")
 
     def __init__(self, name: str, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
         self.name = name
@@ -104,6 +106,12 @@ class _Route:
         self.seq = seq
         #: Events seen, counted up to ESTABLISHED (a learned baseline is worth keeping over a one-off).
         self.seen = seen
+        #: Empty windows closed in a row (after ``idle_evict_s`` of them, a route with events ahead skips on).
+        self.empty = 0
+        #: Events accepted more than ``max_skew_s`` ahead of stream time, not yet known to be a wrong clock
+        #: or the route's traffic after a gap, and the earliest of their times.
+        self.suspects = 0
+        self.suspect_lo = 0
 
 
 class Windower:
@@ -132,6 +140,7 @@ class Windower:
         self._seq = 0
         #: Window steps walked by :meth:`advance` (the work of closing; it must not grow with a time jump).
         self.steps = 0
+        self._skew_found: list[tuple[str, int]] = []
 
     @property
     def watermark(self) -> int | None:
@@ -149,7 +158,27 @@ class Windower:
             self.hint = votes[-1]
             if self.stream_ts is None or median > self.stream_ts:
                 self.stream_ts = median
+            if votes[-1] > self.stream_ts + self.max_skew_ms:
+                self._judge_skew(voters)
         return self.stream_ts
+
+    def _judge_skew(self, routes: Iterable[_Route]) -> None:
+        """A route whose own clock runs more than ``max_skew_s`` ahead of the stream time the other routes
+        carry has a wrong clock: its suspect events count as skewed. (A route back after a gap has its clock
+        behind its suspects, and on a partition of its own it carries stream time with it.)"""
+        limit = self.stream_ts
+        if limit is None:
+            return
+        limit += self.max_skew_ms
+        for r in {id(r): r for r in routes}.values():
+            if r.suspects and r.clock > limit:
+                self._skew_found.append((r.name, r.suspects))
+                r.suspects = 0
+
+    def take_skewed(self) -> list[tuple[str, int]]:
+        """(route, events) found to come from clocks skewed ahead since the last call."""
+        out, self._skew_found = self._skew_found, []
+        return out
 
     def start(self, stream_ts: int) -> None:
         """Start stream time at ``stream_ts`` (from :func:`first_stream_time`, or the service's wall clock):
@@ -209,6 +238,15 @@ class Windower:
                 self.hint = clock
         if r.seen < ESTABLISHED:
             r.seen += 1
+        st = self.stream_ts
+        if st is not None and ts_ms > st + self.max_skew_ms:  # ahead: a wrong clock, or a gap (see _judge_skew)
+            if not r.suspects or ts_ms < r.suspect_lo:
+                r.suspect_lo = ts_ms
+            r.suspects += 1
+        elif r.suspects:  # the route's traffic is back near stream time
+            if ts_ms < r.suspect_lo - self.max_skew_ms:  # and behind its suspects: they came from a wrong clock
+                self._skew_found.append((r.name, r.suspects))
+            r.suspects = 0
         self.voters.append(r)
         agg = r.open.get(start)
         if agg is None:
@@ -260,6 +298,7 @@ class Windower:
             self.closed_end = min(starts)
         out: list[WindowAggregate] = []
         end = self.closed_end + size
+        quiet = self.idle_ms // size  # empty windows in a row after which a route with events ahead skips on
         while end <= target:
             self.steps += 1
             start = end - size
@@ -272,9 +311,19 @@ class Windower:
                     if ns < soonest:
                         soonest = ns
                     continue
-                due = True
                 agg = r.open.pop(start, None)
-                out.append(agg if agg is not None else WindowAggregate(name, start, end))
+                if agg is not None:
+                    r.empty = 0
+                    out.append(agg)
+                elif r.empty >= quiet and r.open:  # a day of nothing, events ahead: skip to them
+                    ns = r.next_start = min(r.open)
+                    if ns < soonest:
+                        soonest = ns
+                    continue
+                else:
+                    r.empty += 1
+                    out.append(WindowAggregate(name, start, end))
+                due = True
                 r.next_start = end
                 if end - r.last_seen >= self.idle_ms and not r.open:
                     gone.append(name)
@@ -307,6 +356,7 @@ class Windower:
                 return []
             votes = sorted(r.clock for r in self.voters)
             st = self.stream_ts = votes[(len(votes) - 1) // 2]
+        self._judge_skew(self.routes.values())
         limit = st + max(self.max_skew_ms, self.lateness_ms)
         last = max((r.last_seen if r.last_seen <= limit else max(r.t2 if r.t2 <= limit else r.t3, r.clock)
                     for r in self.routes.values()), default=st)
@@ -352,7 +402,8 @@ class Windower:
         if r is None:
             return None
         return {"next_start": r.next_start, "last_seen": r.last_seen, "t2": r.t2, "t3": r.t3, "seq": r.seq,
-                "seen": r.seen, "open": [w.to_dict() for w in r.open.values()]}
+                "seen": r.seen, "empty": r.empty, "suspects": [r.suspects, r.suspect_lo],
+                "open": [w.to_dict() for w in r.open.values()]}
 
     def restore_parts(self, stream: dict[str, Any], routes: dict[str, dict[str, Any]],
                       in_order: bool = False) -> None:
@@ -370,7 +421,8 @@ class Windower:
         for name, rd in items:
             r = _Route(name, rd["next_start"], rd["last_seen"], int(rd.get("seq", 0)),
                        int(rd.get("seen", ESTABLISHED)))
-            r.t2, r.t3 = int(rd.get("t2", 0)), int(rd.get("t3", 0))
+            r.t2, r.t3, r.empty = int(rd.get("t2", 0)), int(rd.get("t3", 0)), int(rd.get("empty", 0))
+            r.suspects, r.suspect_lo = (int(x) for x in rd.get("suspects", (0, 0)))
             r.clock = r.t3 or r.t2 or r.last_seen
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
