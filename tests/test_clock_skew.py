@@ -267,3 +267,25 @@ def test_events_held_ahead_survive_a_checkpoint() -> None:
     assert restored.waiting == 8
     assert restored.process_many(lines[608:]) + restored.flush() == live.process_many(lines[608:]) + live.flush()
     assert restored.stats.jumps == live.stats.jumps == 1
+
+
+def test_a_checkpoint_from_before_the_vote_restores() -> None:
+    """The service upgraded over a changelog written by the previous version (stream time was `max_ts`,
+    routes had no clocks, no votes, nothing waiting): it restores, carries on and closes windows."""
+    from detector.windows.windower import Windower
+
+    new = Pipeline(CONFIG)
+    new.process_many(LINES[:600])
+    state = new.windower.to_dict()
+    old_stream = {"max_ts": state["stream_ts"], "top_ts": state["stream_ts"], "closed_end": state["closed_end"],
+                  "seq": state["seq"]}
+    old_routes = {name: {k: v for k, v in rd.items() if k in ("next_start", "last_seen", "seq", "seen", "open")}
+                  for name, rd in state["routes"].items()}
+    w = Windower(CONFIG.windows)
+    w.restore_parts(old_stream, old_routes)
+    assert w.stream_ts == state["stream_ts"] and w.closed_end == state["closed_end"] and w.routes[ROUTE].clock
+    pipe = Pipeline(CONFIG)
+    pipe.windower = w
+    closed = pipe.stats.windows_closed
+    pipe.process_many(LINES[600:])
+    assert pipe.stats.windows_closed > closed and pipe.stats.late == 0

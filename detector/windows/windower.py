@@ -89,7 +89,7 @@ def first_stream_time(events: list[tuple[str, int]]) -> int:
 
 
 class _Route:
-    __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "clock", "seq", "seen", "empty",
+    __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "seq", "seen", "empty",
                  "suspects", "suspect_lo")
 
     def __init__(self, name: str, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
@@ -101,7 +101,6 @@ class _Route:
         self.last_seen = last_seen
         self.t2 = 0
         self.t3 = 0
-        self.clock = last_seen
         #: Creation order: routes are walked in this order when windows close.
         self.seq = seq
         #: Events seen, counted up to ESTABLISHED (a learned baseline is worth keeping over a one-off).
@@ -112,6 +111,11 @@ class _Route:
         #: or the route's traffic after a gap, and the earliest of their times.
         self.suspects = 0
         self.suspect_lo = 0
+
+    @property
+    def clock(self) -> int:
+        """The route's clock: its third-newest event time (the oldest of fewer)."""
+        return self.t3 or self.t2 or self.last_seen
 
 
 class Windower:
@@ -131,8 +135,8 @@ class Windower:
         self.hint = 0
         #: The routes of the last VOTES accepted events.
         self.voters: deque[_Route] = deque(maxlen=VOTES)
-        #: The newest event time accepted (for information; stream time is what moves windows).
-        self.top_ts: int | None = None
+        #: Events later than this are ahead of stream time by more than max_skew_s (see _set_stream).
+        self.skew_at = 1 << 62
         #: Every window ending at or before this is closed, for every route.
         self.closed_end: int | None = None
         self.routes: dict[str, _Route] = {}
@@ -153,12 +157,12 @@ class Windower:
         if len(voters) < MIN_VOTES and self.stream_ts is None:
             return None
         if voters:
-            votes = sorted([r.clock for r in voters])
+            votes = sorted([r.t3 or r.t2 or r.last_seen for r in voters])
             median = votes[(len(votes) - 1) // 2]
             self.hint = votes[-1]
             if self.stream_ts is None or median > self.stream_ts:
-                self.stream_ts = median
-            if votes[-1] > self.stream_ts + self.max_skew_ms:
+                self._set_stream(median)
+            if votes[-1] > self.skew_at:
                 self._judge_skew(voters)
         return self.stream_ts
 
@@ -192,11 +196,13 @@ class Windower:
     def set_floor(self, ts_ms: int) -> None:
         """Stream time is at least ``ts_ms`` (the service's wall-clock advance of a silent partition)."""
         if self.stream_ts is None or ts_ms > self.stream_ts:
-            self.stream_ts = ts_ms
+            self._set_stream(ts_ms)
         if ts_ms > self.hint:
             self.hint = ts_ms
-        if self.top_ts is None or ts_ms > self.top_ts:
-            self.top_ts = ts_ms
+
+    def _set_stream(self, ts_ms: int | None) -> None:
+        self.stream_ts = ts_ms
+        self.skew_at = 1 << 62 if ts_ms is None else ts_ms + self.max_skew_ms
 
     def check(self, ts_ms: int) -> Literal["future", "late"] | None:
         """Whether an event at ``ts_ms`` would be rejected as absurdly ahead, or late.
@@ -219,8 +225,6 @@ class Windower:
             first = start if self.closed_end is None else max(start, self.closed_end)
             self._seq += 1
             r = self.routes[ev.route] = _Route(ev.route, first, ts_ms, self._seq)
-            if ts_ms > self.hint:
-                self.hint = ts_ms
             if len(self.routes) > self.max_routes:
                 self._evict_lru(keep=ev.route)
         elif ts_ms > r.t3:  # the route's clock: its third-newest event time
@@ -233,13 +237,11 @@ class Windower:
                     r.t2 = ts_ms
             else:
                 r.t3 = ts_ms
-            clock = r.clock = r.t3 or r.t2
-            if clock > self.hint:
-                self.hint = clock
+        if ts_ms > self.hint:  # an upper bound of every route clock (so of stream time)
+            self.hint = ts_ms
         if r.seen < ESTABLISHED:
             r.seen += 1
-        st = self.stream_ts
-        if st is not None and ts_ms > st + self.max_skew_ms:  # ahead: a wrong clock, or a gap (see _judge_skew)
+        if ts_ms > self.skew_at:  # ahead of stream time: a wrong clock, or a gap (see _judge_skew)
             if not r.suspects or ts_ms < r.suspect_lo:
                 r.suspect_lo = ts_ms
             r.suspects += 1
@@ -255,9 +257,6 @@ class Windower:
                 r.next_start = start
         agg.events += 1  # WindowAggregate.add, inlined on the hot path
         ADDERS[type(ev)](agg, ev, ts_ms)
-        top = self.top_ts
-        if top is None or ts_ms > top:
-            self.top_ts = ts_ms
 
     def _evict_lru(self, keep: str) -> None:
         """Evict a tenth of the routes (one sort serves many new routes): the routes with the least history
@@ -266,7 +265,7 @@ class Windower:
         not a way to switch detection off)."""
         order = sorted((r.seen, r.last_seen, name) for name, r in self.routes.items()
                        if name != keep)
-        at = self.stream_ts or self.top_ts or 0
+        at = self.stream_ts or self.hint
         for _, _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
             del self.routes[name]
             self._evicted.append(RouteEvicted(name, at, "capacity"))
@@ -355,7 +354,8 @@ class Windower:
             if not self.voters:
                 return []
             votes = sorted(r.clock for r in self.voters)
-            st = self.stream_ts = votes[(len(votes) - 1) // 2]
+            st = votes[(len(votes) - 1) // 2]
+            self._set_stream(st)
         self._judge_skew(self.routes.values())
         limit = st + max(self.max_skew_ms, self.lateness_ms)
         last = max((r.last_seen if r.last_seen <= limit else max(r.t2 if r.t2 <= limit else r.t3, r.clock)
@@ -393,7 +393,7 @@ class Windower:
                 runs[-1][1] += 1
             else:
                 runs.append([r.seq, 1])
-        return {"stream_ts": self.stream_ts, "hint": self.hint, "top_ts": self.top_ts,
+        return {"stream_ts": self.stream_ts, "hint": self.hint,
                 "closed_end": self.closed_end, "seq": self._seq, "voters": runs}
 
     def route_state(self, route: str) -> dict[str, Any] | None:
@@ -409,8 +409,7 @@ class Windower:
                       in_order: bool = False) -> None:
         """Load :meth:`stream_state` and :meth:`route_state` outputs; routes keep their creation order
         (``in_order``: ``routes`` already is in that order, as in a whole snapshot)."""
-        self.stream_ts = stream.get("stream_ts", stream.get("max_ts"))  # max_ts: checkpoints before votes
-        self.top_ts = stream["top_ts"]
+        self._set_stream(stream.get("stream_ts", stream.get("max_ts")))  # max_ts: checkpoints before votes
         self.closed_end = stream["closed_end"]
         self._seq = int(stream.get("seq", 0))
         self.routes = {}
@@ -423,7 +422,6 @@ class Windower:
                        int(rd.get("seen", ESTABLISHED)))
             r.t2, r.t3, r.empty = int(rd.get("t2", 0)), int(rd.get("t3", 0)), int(rd.get("empty", 0))
             r.suspects, r.suspect_lo = (int(x) for x in rd.get("suspects", (0, 0)))
-            r.clock = r.t3 or r.t2 or r.last_seen
             for wd in rd["open"]:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w
