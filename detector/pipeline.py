@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Protocol
 from detector.config import Config
 from detector.detectors.firing import Firing
 from detector.detectors.routes import RouteDetectors
+from detector.events import TelemetryEvent
 from detector.incidents.commands import Command
 from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
@@ -58,6 +59,8 @@ class Waiting(NamedTuple):
     route: str
     ts: int
     source: Any
+    event_id: str
+
 #: Routes counted by name for skewed clocks; events of any further route count under OTHER_ROUTES.
 SKEW_ROUTES = 1000
 OTHER_ROUTES = "(other routes)"
@@ -314,12 +317,12 @@ class Pipeline:
             ts = res.ts_ms
             st = win.stream_ts
             if st is None:
-                self._pending.append(Waiting(raw, res.event.route, ts, self.origin))
+                self._pending.append(Waiting(raw, res.event.route, ts, self.origin, res.event.event_id))
                 if len(self._pending) >= MIN_VOTES:
                     out.extend(self._release())
                 continue
             if ts > st + future:  # Windower.check, inlined on the hot path
-                out.extend(self._hold(raw, res.event.route, ts))  # a gap in the traffic, or a wrong clock
+                out.extend(self._hold(raw, res.event, ts))  # a gap in the traffic, or a wrong clock
                 continue
             if win.closed_end is not None and ts < win.closed_end:
                 if ts < win.closed_end - skew:
@@ -381,7 +384,7 @@ class Pipeline:
         pending, self._pending = self._pending, []
         if not pending:
             return []
-        self.windower.start(first_stream_time([(w.route, w.ts) for w in pending]))
+        self.windower.start(first_stream_time(list({w.event_id: (w.route, w.ts) for w in pending}.values())))
         return self._process_from_floor(pending)
 
     def _process_from_floor(self, events: list[Waiting]) -> list[Incident]:
@@ -405,23 +408,26 @@ class Pipeline:
         self.origin = current
         return out
 
-    def _hold(self, raw: bytes, route: str, ts: int) -> list[Incident]:
+    def _hold(self, raw: bytes, ev: TelemetryEvent, ts: int) -> list[Incident]:
         """An event more than ``max_future_s`` ahead of stream time: a wrong clock, or the traffic coming back
-        after a gap longer than that. It waits (at most VOTES events, HELD_BYTES bytes) for the events after
-        it to tell: when JUMP_VOTES or more are held, more than have been accepted since the first, from at
-        least two routes (one when only one route votes), stream time jumps to them (the gap's windows close
-        empty, so a stop is seen); when JUMP_VOTES accepted events outnumber them, they are rejected as
-        ``future_timestamp``."""
+        after a gap longer than that. It waits (at most VOTES events, HELD_BYTES bytes; a repeated event_id
+        is a duplicate) for the events after it to tell: when more are held than have been accepted since
+        the first, JUMP_VOTES of them from two routes or more, or VOTES from one, stream time jumps to them
+        (the gap's windows close empty, so a stop is seen); when JUMP_VOTES accepted events outnumber them,
+        they are rejected as ``future_timestamp``."""
         held = self._held
-        held.append(Waiting(raw, route, ts, self.origin))
+        if any(w.event_id == ev.event_id for w in held):
+            self.stats.duplicates += 1
+            return []
+        held.append(Waiting(raw, ev.route, ts, self.origin, ev.event_id))
         self._held_bytes += len(raw)
+        n = len(held)
+        if n > self._held_against and n >= JUMP_VOTES:
+            # from two routes or more, JUMP_VOTES; from one (a route back alone), a full buffer
+            if n >= VOTES or len({w.route for w in held}) >= 2:
+                return self._jump()
         while len(held) > VOTES or self._held_bytes > HELD_BYTES:
             self._reject_held(held.pop(0))
-        if len(held) >= JUMP_VOTES and len(held) > self._held_against:
-            routes = {w.route for w in held}
-            voting = {r.name for r in self.windower.voters}
-            if len(routes) >= min(2, len(voting)):
-                return self._jump()
         return []
 
     def _reject_held(self, w: Waiting) -> None:
@@ -445,7 +451,7 @@ class Pipeline:
         self._held.clear()
         self._held_bytes = self._held_against = 0
         self.stats.jumps += 1
-        self.windower.set_floor(first_stream_time([(w.route, w.ts) for w in held]))
+        self.windower.set_floor(first_stream_time([(w.route, w.ts) for w in held]))  # held ids are distinct
         return self._process_from_floor(held)
 
     def flush(self) -> list[Incident]:
@@ -553,7 +559,7 @@ class Pipeline:
                 res = self.decoder.decode(raw)
                 if isinstance(res, Decoded):
                     src = None if offset is None else Source(offset, None if key is None else base64.b64decode(key))
-                    out.append(Waiting(raw, res.event.route, res.ts_ms, src))
+                    out.append(Waiting(raw, res.event.route, res.ts_ms, src, res.event.event_id))
             return out
         self._pending = dec(state.get("pending", []))
         self._held = dec(state.get("held", []))

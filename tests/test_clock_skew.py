@@ -289,3 +289,57 @@ def test_a_checkpoint_from_before_the_vote_restores() -> None:
     closed = pipe.stats.windows_closed
     pipe.process_many(LINES[600:])
     assert pipe.stats.windows_closed > closed and pipe.stats.late == 0
+
+
+# -- found by an adversarial pass: a few producers inside one busy route, duplicates, a one-route return --
+
+def test_three_events_ahead_on_the_only_route_do_not_move_stream_time() -> None:
+    """Three events 59 minutes ahead on a route that holds every vote used to set its clock (the
+    third-newest event) and so stream time: 682 of 1,845 events came late. Stream time is also bounded by
+    the recent event times less their newest tenth, which three events cannot move."""
+    t0 = ts_of(LINES[100])
+    bad = [usage(f"x{i}", t0 + 59 * MIN + i) for i in range(3)]
+    pipe, got = run(LINES[:100] + bad + LINES[100:])
+    assert pipe.stats.late == 0 and opened(got) == opened(CLEAN)
+
+
+def test_one_pod_in_twenty_with_a_clock_ten_minutes_ahead_blinds_nobody() -> None:
+    """One producer of twenty on the same route stamps its events ten minutes ahead (5% of the traffic):
+    it used to carry the route's clock and stream time, and 1,708 of 1,845 events came late."""
+    lines = []
+    for i, raw in enumerate(LINES):
+        d = json.loads(raw)
+        if i % 20 == 7:
+            d["ts"] += 10 * MIN
+        lines.append(json.dumps(d).encode())
+    pipe, got = run(lines)
+    assert pipe.stats.late == 0
+    assert opened(got) == opened(CLEAN)
+
+
+def test_repeated_copies_of_one_event_neither_start_nor_jump_stream_time() -> None:
+    """One event dated a year ahead, sent sixteen times (a retrying producer), used to count sixteen times
+    towards a jump; three copies at the head of a stream decided its start. Copies count once."""
+    far = ts_of(LINES[100]) + 365 * 86_400_000
+    pipe, got = run(LINES[:100] + [usage("a1", far)] * 16 + LINES[100:])
+    assert pipe.stats.jumps == 0 and pipe.stats.late == 0 and got == CLEAN
+    far0 = ts_of(LINES[0]) + 365 * 86_400_000
+    pipe, got = run([usage("s0", far0, route="z")] * 3 + LINES)
+    assert pipe.stats.late == 0 and [i for i in got if i["route"] == ROUTE] == CLEAN
+    pipe, got = run([usage(f"s{i}", far0 + i, route="z") for i in range(3)] + LINES)
+    assert pipe.stats.late == 0 and [i for i in got if i["route"] == ROUTE] == CLEAN
+
+
+def test_one_route_back_after_a_gap_jumps_stream_time() -> None:
+    """Two routes, a gap longer than max_future_s, and only one of them comes back: its events used to wait
+    for a second route for ever and then be rejected. Now they make the jump, and the silent route's windows
+    close (it is seen to stop)."""
+    t = 1_700_000_000_000
+    lines = []
+    for i in range(200):
+        lines += [usage(f"a{i}", t + i * 10_000, route="a"), usage(f"b{i}", t + i * 10_000 + 5, route="b")]
+    back = t + 200 * 10_000 + 2 * 3_600_000
+    lines += [usage(f"a2-{i}", back + i * 10_000, route="a") for i in range(2000)]
+    pipe, _ = run(lines, config=Config())
+    assert pipe.stats.accepted == len(lines) and pipe.stats.jumps == 1
+    assert "b" not in pipe.windower.routes or pipe.windower.routes["b"].next_start > back - MIN

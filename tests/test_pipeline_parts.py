@@ -195,7 +195,7 @@ def test_partition_state_is_small_and_holds_no_routes() -> None:
     for route in held(p) | {"quiet.once", "burst.900"}:
         assert route not in text
     assert '"u1"' not in text and "accepted" not in text
-    assert len(text) < 1000
+    assert len(text) < 2000  # the recent event times that vote on stream time are in it, as offsets
 
 
 def test_batch_touching_one_route_dirties_only_it() -> None:

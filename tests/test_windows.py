@@ -70,9 +70,8 @@ def test_late_events_counted_and_dropped() -> None:
     p, c = pipeline(allowed_lateness_s=60)
     p.process(line("r", T0 + 1000, "a"))
     p.process(line("r", T0 + 3 * MIN, "b"))
-    p.process(line("r", T0 + 3 * MIN + 1, "c"))
-    p.process(line("r", T0 + 3 * MIN + 2, "d"))  # five votes, the route's clock (3rd newest) T0+3min:
-    p.process(line("r", T0 + 3 * MIN + 3, "e"))  # window 0 closes
+    for i in range(1, 8):  # nine events start stream time: the route's clock (3rd newest) and the
+        p.process(line("r", T0 + 3 * MIN + i, f"c{i}"))  # event times' median are T0+3min: window 0 closes
     p.process(line("r", T0 + 5000, "late"))
     p.flush()
     assert p.stats.late == 1
@@ -122,9 +121,8 @@ def test_time_jump_closes_gap_windows_in_order() -> None:
     p, c = pipeline(allowed_lateness_s=0)
     p.process(line("r", T0, "a"))
     p.process(line("r", T0 + 30 * MIN, "b"))
-    p.process(line("r", T0 + 30 * MIN + 1, "c"))
-    p.process(line("r", T0 + 30 * MIN + 2, "d"))  # the route's third event after the jump confirms it
-    p.process(line("r", T0 + 30 * MIN + 3, "e"))
+    for i in range(1, 8):  # the route's events after the jump (nine start stream time) confirm it
+        p.process(line("r", T0 + 30 * MIN + i, f"c{i}"))
     starts = [w.start for w in c.windows]
     assert starts == sorted(starts) and len(starts) == len(set(starts)) == 30
 

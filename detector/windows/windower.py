@@ -4,8 +4,10 @@ Stream time is the event time most of the recent traffic has reached, so a
 minority of producers with skewed clocks cannot move it. Each route keeps a
 clock: its third-newest event time (so two absurd timestamps from one route
 cannot move it). Each of the last ``VOTES`` accepted events votes with its
-route's clock, and stream time is the lower median of the votes (it never
-moves back, and needs ``MIN_VOTES`` events to start). Busy routes carry most
+route's clock, and stream time is the lower median of the votes, bounded by
+the recent event times less their newest tenth (so a few producers inside a
+busy route cannot push it either); it never moves back, and needs
+``MIN_VOTES`` events to start. Busy routes carry most
 votes and their clocks are fresh, so stream time follows real time closely;
 a route whose own clock runs ahead holds at most its share of the votes.
 
@@ -25,10 +27,10 @@ the size of the jump. At most ``max_routes`` are tracked.
 >>> w = Windower(WindowsConfig(size_s=60, allowed_lateness_s=0))
 >>> def ev(route, ts):
 ...     return UsageEvent(event_id=f"{route}{ts}", ts=float(ts), route=route)
->>> for route, ts in [("a", 1_000), ("b", 1_500), ("a", 2_000), ("a", 130_000), ("a", 130_001), ("a", 130_002)]:
+>>> for route, ts in [("a", 1_000), ("b", 1_500), ("a", 2_000)] + [("a", 130_000 + i) for i in range(7)]:
 ...     w.add(ev(route, ts), ts)
->>> w.stream_time()  # a's clock (its third-newest event) holds five of the six votes
-130000
+>>> w.stream_time()  # a's clock (its third-newest event) holds nine of the ten votes
+130004
 >>> [(c.route, c.start, c.requests) for c in w.advance()]
 [('a', 0, 2), ('b', 0, 1), ('a', 60000, 0), ('b', 60000, 0)]
 >>> w.check(50_000)
@@ -39,7 +41,7 @@ Two events from a clock an hour ahead do not move stream time:
 >>> for i in range(2):
 ...     w.add(ev("skewed", 3_730_000 + i), 3_730_000 + i)
 >>> w.stream_time()
-130000
+130004
 """
 
 from __future__ import annotations
@@ -69,23 +71,37 @@ class RouteEvicted:
 ESTABLISHED = 20
 #: Recent events whose routes' clocks vote on stream time, and how many it needs to start.
 VOTES = 64
-MIN_VOTES = 5
+MIN_VOTES = 9
+
+
+def newest_but_few(times: list[int]) -> int:
+    """The recent event times' high quantile that ignores the newest tenth (at least two): the bound that a
+    few producers inside one route (a pod with a wrong clock) cannot push. ``times`` sorted.
+
+    >>> newest_but_few(list(range(64)))
+    57
+    """
+    return times[max(0, len(times) - 1 - max(2, len(times) // 10))]
 
 
 def first_stream_time(events: list[tuple[str, int]]) -> int:
-    """Stream time from the first ``(route, ts)`` events, by the same vote as :meth:`Windower.stream_time`:
-    each event votes with its route's clock (its third-newest event, or the oldest of fewer), and the lower
-    median wins. Two events from absurd clocks among five cannot decide it.
+    """Stream time from the first ``(route, ts)`` events (distinct ones): the earlier of two lower medians,
+    of the routes' clocks (each event votes with its route's third-newest event, or the oldest of fewer)
+    and of the event times themselves. Four events from absurd clocks among nine cannot decide it, on one
+    route or on several.
 
-    >>> first_stream_time([("a", 7_226_582_400_000), ("a", 1_000), ("b", 2_000), ("a", 3_000), ("b", 4_000)])
-    1000
+    >>> first_stream_time([("z", 7_226_582_400_000), ("z", 7_226_582_400_001), ("z", 7_226_582_400_002),
+    ...                    ("a", 1_000), ("a", 2_000), ("b", 2_500), ("a", 3_000), ("b", 4_000), ("a", 5_000)])
+    2500
     """
     by_route: dict[str, list[int]] = {}
     for route, ts in events:
         by_route.setdefault(route, []).append(ts)
     clock = {route: sorted(times, reverse=True)[min(2, len(times) - 1)] for route, times in by_route.items()}
     votes = sorted(clock[route] for route, _ in events)
-    return votes[(len(votes) - 1) // 2]
+    times = sorted(ts for _, ts in events)
+    mid = (len(votes) - 1) // 2
+    return min(votes[mid], times[mid])
 
 
 class _Route:
@@ -133,8 +149,9 @@ class Windower:
         #: An upper bound of the stream time the votes could give now (the newest route clock since the
         #: last count): while it is below the next window end, no count is needed.
         self.hint = 0
-        #: The routes of the last VOTES accepted events.
+        #: The routes of the last VOTES accepted events, and their event times.
         self.voters: deque[_Route] = deque(maxlen=VOTES)
+        self.times: deque[int] = deque(maxlen=VOTES)
         #: Events later than this are ahead of stream time by more than max_skew_s (see _set_stream).
         self.skew_at = 1 << 62
         #: Every window ending at or before this is closed, for every route.
@@ -145,6 +162,8 @@ class Windower:
         #: Window steps walked by :meth:`advance` (the work of closing; it must not grow with a time jump).
         self.steps = 0
         self._skew_found: list[tuple[str, int]] = []
+        #: The routes' vote at the last count (their clocks' lower median), before the event-time bound.
+        self._vote = 0
 
     @property
     def watermark(self) -> int | None:
@@ -158,11 +177,12 @@ class Windower:
             return None
         if voters:
             votes = sorted([r.t3 or r.t2 or r.last_seen for r in voters])
-            median = votes[(len(votes) - 1) // 2]
+            self._vote = votes[(len(votes) - 1) // 2]
+            median = min(self._vote, newest_but_few(sorted(self.times)))
             self.hint = votes[-1]
             if self.stream_ts is None or median > self.stream_ts:
                 self._set_stream(median)
-            if votes[-1] > self.skew_at:
+            if votes[-1] > self._vote + self.max_skew_ms:
                 self._judge_skew(voters)
         return self.stream_ts
 
@@ -170,10 +190,9 @@ class Windower:
         """A route whose own clock runs more than ``max_skew_s`` ahead of the stream time the other routes
         carry has a wrong clock: its suspect events count as skewed. (A route back after a gap has its clock
         behind its suspects, and on a partition of its own it carries stream time with it.)"""
-        limit = self.stream_ts
-        if limit is None:
+        if self.stream_ts is None:
             return
-        limit += self.max_skew_ms
+        limit = max(self._vote, self.stream_ts) + self.max_skew_ms  # the clock the routes' votes carry
         for r in {id(r): r for r in routes}.values():
             if r.suspects and r.clock > limit:
                 self._skew_found.append((r.name, r.suspects))
@@ -250,6 +269,7 @@ class Windower:
                 self._skew_found.append((r.name, r.suspects))
             r.suspects = 0
         self.voters.append(r)
+        self.times.append(ts_ms)
         agg = r.open.get(start)
         if agg is None:
             agg = r.open[start] = WindowAggregate(ev.route, start, start + size)
@@ -394,7 +414,8 @@ class Windower:
             else:
                 runs.append([r.seq, 1])
         return {"stream_ts": self.stream_ts, "hint": self.hint,
-                "closed_end": self.closed_end, "seq": self._seq, "voters": runs}
+                "closed_end": self.closed_end, "seq": self._seq, "voters": runs,
+                "times": [t - (self.stream_ts or 0) for t in self.times]}  # small numbers: offsets
 
     def route_state(self, route: str) -> dict[str, Any] | None:
         """One route's state (None when it is not held)."""
@@ -427,6 +448,7 @@ class Windower:
                 r.open[w.start] = w
             self.routes[name] = r
         by_seq = {r.seq: r for r in self.routes.values()}
+        self.times = deque((t + (self.stream_ts or 0) for t in stream.get("times", [])), maxlen=VOTES)
         self.voters = deque((by_seq[q] for q, n in stream.get("voters", []) if q in by_seq for _ in range(n)),
                             maxlen=VOTES)
         self.hint = int(stream.get("hint", max((r.clock for r in self.routes.values()), default=0)))
