@@ -209,7 +209,7 @@ class Metrics:
 
         ``before`` must be a copy (its Counters too) taken before the batch. Used: ``read``,
         ``accepted``, ``duplicates``, ``rejected`` (late also feeds its own counter), ``skewed_ahead``
-        and ``skewed_behind`` (when the stats carry them), ``windows_closed``, ``firings`` and
+        and ``skewed_behind``, ``windows_closed``, ``firings`` and
         ``routes_evicted``. Firings are labelled by signal when the stats carry a ``firings_by_signal``
         Counter (else ``other``), evictions by cause when they carry an ``evictions`` Counter keyed
         ``idle``/``capacity`` (else ``other``).
@@ -229,8 +229,8 @@ class Metrics:
             self.rejected.labels(bounded(reason, REASONS)).inc(d)
             if reason == "late":
                 self.late.inc(d)
-        for way in ("ahead", "behind"):
-            d = getattr(after, f"skewed_{way}", 0) - getattr(before, f"skewed_{way}", 0)
+        for way, d in (("ahead", after.skewed_ahead - before.skewed_ahead),
+                       ("behind", after.skewed_behind - before.skewed_behind)):
             if d > 0:
                 self.skewed.labels(way).inc(d)
         d = after.windows_closed - before.windows_closed

@@ -427,29 +427,32 @@ class Pipeline:
             if n >= VOTES or len({w.route for w in held}) >= 2:
                 return self._jump()
         while len(held) > VOTES or self._held_bytes > HELD_BYTES:
-            self._reject_held(held.pop(0))
+            oldest = held.pop(0)
+            self._held_bytes -= len(oldest.raw)
+            self._reject_held(oldest)
         return []
 
     def _reject_held(self, w: Waiting) -> None:
-        self._held_bytes -= len(w.raw)
         self._skewed(w.route, "ahead")
         current, self.origin = self.origin, w.source
         self._reject(w.raw, Rejection("future_timestamp", "$.ts: too far ahead of stream time"))
         self.origin = current
 
-    def _refute(self) -> None:
-        """The accepted events outnumber the held ones: those came from wrong clocks."""
+    def _take_held(self) -> list[Waiting]:
+        """The held events, in order; none are held afterwards (the list object stays: the hot loop has it)."""
         held = list(self._held)
         self._held.clear()
-        self._held_against = 0
-        for w in held:
+        self._held_bytes = self._held_against = 0
+        return held
+
+    def _refute(self) -> None:
+        """The accepted events outnumber the held ones: those came from wrong clocks."""
+        for w in self._take_held():
             self._reject_held(w)
 
     def _jump(self) -> list[Incident]:
         """The held events are the stream's time now: jump to their vote and process them."""
-        held = list(self._held)
-        self._held.clear()
-        self._held_bytes = self._held_against = 0
+        held = self._take_held()
         self.stats.jumps += 1
         self.windower.set_floor(first_stream_time([(w.route, w.ts) for w in held]))  # held ids are distinct
         return self._process_from_floor(held)
@@ -501,10 +504,7 @@ class Pipeline:
         win.start(watermark_ms + win.lateness_ms)
         out += self._close(win.advance())
         if self._held:  # checked again against the new stream time
-            held = list(self._held)
-            self._held.clear()
-            self._held_bytes = self._held_against = 0
-            out += self._process_waited(held)
+            out += self._process_waited(self._take_held())
         wm = watermark_ms if win.watermark is None else win.watermark
         self._next_close = wm - wm % win.size_ms + win.size_ms
         return out

@@ -146,8 +146,8 @@ class Windower:
         self.max_routes = cfg.max_routes
         #: Stream time (see the module docstring): None until MIN_VOTES events; never moves back.
         self.stream_ts: int | None = None
-        #: An upper bound of the stream time the votes could give now (the newest route clock since the
-        #: last count): while it is below the next window end, no count is needed.
+        #: An upper bound of the stream time the votes could give now (the newest clock at the last count,
+        #: or a newer event time since): while it is below the next window end, no count is needed.
         self.hint = 0
         #: The routes of the last VOTES accepted events, and their event times.
         self.voters: deque[_Route] = deque(maxlen=VOTES)
@@ -169,11 +169,12 @@ class Windower:
     def watermark(self) -> int | None:
         return None if self.stream_ts is None else self.stream_ts - self.lateness_ms
 
-    def stream_time(self) -> int | None:
-        """Count the votes: stream time moves to their lower median when that is later (see the module
-        docstring); None until MIN_VOTES events were accepted."""
+    def stream_time(self, force: bool = False) -> int | None:
+        """Count the votes: stream time moves to their lower median, bounded by the recent event times less
+        their newest tenth, when that is later (see the module docstring); None until MIN_VOTES events were
+        accepted (``force``: count whatever votes there are, at the end of a replay)."""
         voters = self.voters
-        if len(voters) < MIN_VOTES and self.stream_ts is None:
+        if len(voters) < MIN_VOTES and self.stream_ts is None and not force:
             return None
         if voters:
             votes = sorted([r.t3 or r.t2 or r.last_seen for r in voters])
@@ -369,16 +370,13 @@ class Windower:
         skewed ahead of stream time. Windows the watermark has not passed are marked partial (they may
         lack events that would have come late, or after an export's cut); windows further ahead (events
         from clocks skewed ahead) stay unjudged (:meth:`unjudged`)."""
-        st = self.stream_time()
-        if st is None:  # fewer than MIN_VOTES events: count what there is
-            if not self.voters:
-                return []
-            votes = sorted(r.clock for r in self.voters)
-            st = votes[(len(votes) - 1) // 2]
-            self._set_stream(st)
+        st = self.stream_time(force=True)
+        if st is None:
+            return []
         self._judge_skew(self.routes.values())
         limit = st + max(self.max_skew_ms, self.lateness_ms)
-        last = max((r.last_seen if r.last_seen <= limit else max(r.t2 if r.t2 <= limit else r.t3, r.clock)
+        # each route's newest event time within the limit (its clock when none is)
+        last = max((max((t for t in (r.last_seen, r.t2, r.t3) if t and t <= limit), default=r.clock)
                     for r in self.routes.values()), default=st)
         last = max(min(last, limit), st)
         return self.advance(last - last % self.size_ms + self.size_ms, partial_after=st - self.lateness_ms)
