@@ -36,7 +36,7 @@ class Firing:
     ``subject`` names what is failing when the signal is about one thing
     (the tool of a ``tool_error`` burst, the trace of a runaway loop).
     ``magnitude`` is observed / baseline (or how far past a guardrail),
-    used by triage.
+    used by triage, as is ``weak``.
     """
 
     route: str
@@ -51,6 +51,9 @@ class Firing:
     window_end: int
     subject: str | None = None
     magnitude: float = 1.0
+    #: A weak signal (a traffic drop judged without history of its hour on its kind of day): an
+    #: incident made of weak signals only is of low severity.
+    weak: bool = False
 
     def entry(self) -> dict[str, Any]:
         """The SPEC ``signals`` entry (no route or subject: they live elsewhere)."""

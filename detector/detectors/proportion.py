@@ -252,11 +252,30 @@ class CountTest(Stateful):
     """Traffic volume against what the time of day predicts (Poisson), both directions.
 
     The expected count per window is learned per hour-of-day slot, separately
-    for weekdays and weekends (UTC), once a slot has history: a weekend hour
-    with no weekend history yet uses the weekday slot of that hour, and the
-    other way round; with neither, the overall level. A drop or stop is judged on the
-    pooled span of recent windows (a route that stops sending gives empty
-    windows); a spike must also exceed ``spike_ratio`` times the expectation.
+    for weekdays and weekends (UTC), once a slot has history; with no slot
+    history, the overall level. A drop or stop is judged on the pooled span of
+    recent windows (a route that stops sending gives empty windows); a spike
+    must also exceed ``spike_ratio`` times the expectation.
+
+    A kind of day the route has no history of yet (the first weekend of a
+    service started on a weekday) is not judged as if it were the other kind:
+    a business route at a quarter of its weekday traffic on its first
+    Saturday is not a stop. For drops, such an hour expects only the least
+    the route has shown at any hour it has history of, so a stop on a route
+    with steady traffic around the clock stays detectable. :attr:`familiar`
+    says whether the last judgement had history of its kind of day (and at
+    least a day of history in all); a drop judged without it is a weak
+    signal (triage keeps its severity low).
+
+    >>> c = CountTest()
+    >>> thu = 0  # 1970-01-01 was a Thursday
+    >>> for m in range(2 * 1440):  # two weekdays: 40 a minute from 08:00 to 18:00, 2 at night
+    ...     _ = c.update(40 if 8 <= m % 1440 // 60 < 18 else 2, thu + m * 60_000)
+    >>> sat_noon = (2 * 1440 + 12 * 60) * 60_000
+    >>> [c.update(10, sat_noon + i * 60_000).anomalous for i in range(30)].count(True)  # a quiet Saturday
+    0
+    >>> c.familiar
+    False
     """
 
     def __init__(
@@ -292,6 +311,10 @@ class CountTest(Stateful):
         self.slot_level = [0.0] * (2 * self.slots)
         self.slot_n = [0] * (2 * self.slots)
         self.recent: deque[list[float]] = deque(maxlen=self.max_span)
+        #: Start of the first window learned (-1: none yet).
+        self.since = -1
+        #: Whether the last judgement had history of its hour on its kind of day and a day in all.
+        self.familiar = False
 
     def _slot(self, ts_ms: int) -> int:
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
@@ -299,20 +322,38 @@ class CountTest(Stateful):
         return hour + self.slots if weekend else hour
 
     def expected(self, ts_ms: int) -> float:
-        """Expected count in the window starting at ``ts_ms``."""
+        """Expected count in the window starting at ``ts_ms`` (what a spike is measured against)."""
         s = self._slot(ts_ms)
         if self.slot_n[s] >= self.slot_min:
             return self.slot_level[s]
         other = (s + self.slots) % (2 * self.slots)  # the same hour on the other kind of day
         if self.slot_n[other] >= self.slot_min:
             return self.slot_level[other]
+        return self._unslotted()
+
+    def _unslotted(self) -> float:
         # no history for this hour yet: the slow level lags a daily decline, so trust the lower
         # of it and a fast level (a real stop still drains both, only less quickly)
         return min(self.level, self.fast)
 
+    def expected_floor(self, ts_ms: int) -> tuple[float, bool]:
+        """What a drop is measured against in the window starting at ``ts_ms``, and whether it is
+        familiar: the hour's own slot when it has history; on a kind of day without history, the
+        least the route has shown at any hour with history (never the other kind's same hour)."""
+        s = self._slot(ts_ms)
+        if self.slot_n[s] >= self.slot_min:
+            return self.slot_level[s], 0 <= self.since <= ts_ms - 86_400_000
+        half = s - s % self.slots  # the first slot of this kind of day
+        if any(self.slot_n[i] >= self.slot_min for i in range(half, half + self.slots)):
+            return self._unslotted(), False  # this kind of day has history, not yet this hour
+        shown = [lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min]
+        if shown:
+            return min(min(shown), self._unslotted()), False
+        return self._unslotted(), False
+
     def evaluate(self, count: int, ts_ms: int) -> Judgement:
         """Judge this window (pooled with recent ones for drops); does not learn."""
-        lam = self.expected(ts_ms)
+        lam, self.familiar = self.expected_floor(ts_ms)
         if self.n == 0:
             return _SKIP
         # drop / stop: scan spans of recent windows, keep the most surprising; a window holding
@@ -337,6 +378,7 @@ class CountTest(Stateful):
         if best is not None and best[0] < self.alpha:
             p_low, k_span, lam_span = best
             return Judgement(True, float(k_span), lam_span, self.drop_ratio * lam_span, 1.0 - p_low)
+        lam = self.expected(ts_ms)
         spike = self.spike_ratio * max(lam, 1.0)
         if count >= spike and count >= self.min_expected:
             p_high = poisson_sf(count, max(lam, 0.5))
@@ -346,9 +388,11 @@ class CountTest(Stateful):
 
     def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
         """Update the overall and slot levels (skipped for weight 0); track the span."""
-        self.recent.append([count, round(self.expected(ts_ms), 4)])
+        self.recent.append([count, round(self.expected_floor(ts_ms)[0], 4)])
         if weight <= 0:
             return
+        if self.since < 0:
+            self.since = ts_ms
         a = ew_weight(self.half_life, self.n)
         self.level += a * (count - self.level)
         fa = ew_weight(self.fast_half_life, self.n)

@@ -107,6 +107,8 @@ class _RouteState:
         self.heightened_until = 0
         #: Creation stamp (set by RouteDetectors): per-route restores sort on it to keep the dict order.
         self.seq = 0
+        #: signal -> its last anomalous judgement was weak (see Firing.weak)
+        self.weak: dict[str, bool] = {}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -118,6 +120,7 @@ class _RouteState:
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
             "heightened_until": self.heightened_until,
+            "weak": self.weak,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -130,6 +133,7 @@ class _RouteState:
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
         self.heightened_until = d.get("heightened_until", 0)
+        self.weak = dict(d.get("weak", {}))
 
 
 class RouteDetectors:
@@ -245,6 +249,7 @@ class RouteDetectors:
         if results["request_volume"] is not None and results["request_volume"].anomalous:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
+            st.weak["request_volume"] = r.observed < r.baseline and not vol.familiar
 
         # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
         # requests; such routes are judged by cost per request (pooled) instead
@@ -353,7 +358,7 @@ class RouteDetectors:
                 route=w.route, signal=name, incident_type=itype, detector=_detector_name(st, name),
                 observed=obs, baseline=base, threshold=thr, score=score,
                 window_start=int(ws), window_end=int(we), subject=subject,
-                magnitude=_magnitude(obs, base, name),
+                magnitude=_magnitude(obs, base, name), weak=st.weak.get(name, False),
             ))
         return out
 

@@ -95,12 +95,22 @@ _RATIONALE: dict[str, dict[str, str]] = {
 
 
 def recommend(incident_type: str, route: str, route_cfg: RouteConfig, *, rollback: dict[str, str] | None,
-              tool: str | None, severity: str) -> list[dict[str, Any]]:
+              tool: str | None, severity: str, shared: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """Recommendations (``events.Recommendation`` dicts) in priority order.
 
     ``rollback`` is the target from :meth:`ChangeTracker.explain` (or None),
     ``tool`` the tool the incident names (for ``disable_tool``), ``route``
     the incident's route (named in no target; it is the incident's subject).
+    ``shared`` is the cause (kind, value) when it fails on other routes at
+    once (SPEC 2a): a provider or model outage is met by failing over and
+    shedding load, never by a rollback (a change on one route does not
+    explain what every route on the provider shows), and the rationale says
+    so; ``failover_route`` is then recommended even without a configured
+    fallback route (move to another provider's model).
+
+    >>> [(r["action"], r["target"]) for r in recommend("performance", "r", RouteConfig(), rollback=None,
+    ...                                                 tool=None, severity="high", shared=("provider", "p1"))]
+    [('failover_route', None), ('rate_limit', None)]
 
     >>> from detector.config import RouteConfig
     >>> cfg = RouteConfig(write_tools=["crm"])
@@ -126,7 +136,7 @@ def recommend(incident_type: str, route: str, route_cfg: RouteConfig, *, rollbac
     for action in actions:
         target: dict[str, str] | str | None = None
         if action == "rollback":
-            if not rollback or not rollback.get("to_version") or not rollback.get("kind"):
+            if shared is not None or not rollback or not rollback.get("to_version") or not rollback.get("kind"):
                 continue
             target = {"kind": rollback["kind"], "to_version": redact_id(rollback["to_version"])}
         elif action == "disable_tool":
@@ -134,16 +144,31 @@ def recommend(incident_type: str, route: str, route_cfg: RouteConfig, *, rollbac
                 continue
             target = redact_id(tool)
         elif action == "failover_route":
-            if not route_cfg.fallback_route:
+            if not route_cfg.fallback_route and shared is None:
                 continue
             target = route_cfg.fallback_route
+        rationale = _rationale(action, incident_type, tool, rollback, route_cfg.fallback_route)
+        if shared is not None and action in _SHARED:
+            rationale = _SHARED[action].format(
+                kind=shared[0].replace("_", " "), value=redact_id(shared[1]),
+                fallback=f"the fallback route {route_cfg.fallback_route}" if route_cfg.fallback_route
+                else "a model from another provider (no fallback route is configured)")
         out.append({
             "action": action,
             "target": target,
-            "rationale": _rationale(action, incident_type, tool, rollback, route_cfg.fallback_route),
+            "rationale": rationale,
             "auto_applicable": action in route_cfg.auto_actions,
         })
     return out
+
+
+#: Rationales when the cause fails on several routes at once (filled: kind, value, fallback).
+_SHARED = {
+    "failover_route": "The {kind} {value} is failing on several routes at once, not only this one: a change "
+                      "on this route does not explain it. Send traffic to {fallback} until it recovers.",
+    "rate_limit": "The {kind} {value} is failing on several routes at once: shed load and cut retries on this "
+                  "route so requests stop timing out and retries do not add to the overload.",
+}
 
 
 def _gates_first(actions: list[str]) -> list[str]:

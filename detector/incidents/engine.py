@@ -22,15 +22,17 @@ from typing import Any
 
 from detector.config import Config, RouteConfig
 from detector.detectors.firing import Firing, iso
+from detector.events import tool_identity
 from detector.incidents.changes import ChangeTracker
 from detector.incidents.commands import Command
 from detector.incidents.containment import recommend
 from detector.incidents.evidence import build_evidence
+from detector.incidents.groups import Cause, GroupBook, ProviderBoard
 from detector.incidents.redact import mask
 from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
 from detector.ingest.decode import parse_ts
-from detector.windows.aggregate import V_EVENTS, V_REVIEWS, WindowAggregate
+from detector.windows.aggregate import OTHER, V_ERRORS, V_EVENTS, V_REVIEWS, WindowAggregate
 from detector.windows.windower import RouteEvicted
 
 __all__ = ["IncidentEngine", "incident_id"]
@@ -88,6 +90,13 @@ class _Open:
         self.error_based = False
         self.pending_update = False
         self.versions_before: dict[str, list[str]] = {}
+        #: Some firing of the incident was not weak (Firing.weak): only then may it rise above low.
+        self.strong = False
+        #: What the incident may share with other routes' incidents ([kind, value]), and its group id.
+        self.cause: list[str] | None = None
+        self.group: str | None = None
+        #: Its cause fails on other routes at once: no change on this route explains it.
+        self.shared = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in vars(self).items() if k not in ("windows", "tenants")}
@@ -98,6 +107,7 @@ class _Open:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Open:
         o = cls(d["route"], d["itype"], d["started"], d["detected"])
+        o.strong = True  # a checkpoint from before weak signals: as it was
         for k, v in d.items():
             setattr(o, k, v)
         o.windows = [WindowAggregate.from_dict(w) for w in d["windows"]]
@@ -125,6 +135,8 @@ class IncidentEngine:
         self._before_win: dict[str, WindowAggregate] = {}
         self._recent: dict[str, deque[WindowAggregate]] = {}  # route -> its last closed windows
         self.changes = ChangeTracker()
+        self.board = ProviderBoard()
+        self.groups = GroupBook()
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
         ]
@@ -144,6 +156,8 @@ class IncidentEngine:
         if healthy and w.events:
             self._before_win[w.route] = w
         self.changes.observe(w, healthy)
+        if w.providers:
+            self.board.observe(w)
         for itype in sorted(by_type):
             out.extend(self._fire(w, rc, itype, by_type[itype]))
         ring = self._recent.get(w.route)
@@ -164,6 +178,7 @@ class IncidentEngine:
         for key in [k for k, o in self.open.items() if o.route == evicted.route]:
             out.extend(self._resolve(key, evicted.at_ms, rc))
         self.changes.forget(evicted.route)
+        self.board.forget(evicted.route)
         self.before.pop(evicted.route, None)
         self._before_win.pop(evicted.route, None)
         self._recent.pop(evicted.route, None)
@@ -258,6 +273,7 @@ class IncidentEngine:
                 (x.magnitude for x in firings), default=1.0)
             if f.signal == "request_volume" and f.observed < f.baseline:
                 o.stopped = True
+            o.strong = o.strong or not f.weak
             if f.subject and (o.subject is None or itype == "tool_failure"):
                 o.subject = f.subject
         for aw in [*lead, w]:
@@ -272,8 +288,12 @@ class IncidentEngine:
         sev = severity(itype, o.magnitude, share, len(o.tenants), rc, o.stopped)
         if o.recurrence:
             sev = bump(sev)
-        target_before = o.rollback
-        if o.rollback is None and len(o.windows) <= 3 + LEAD_WINDOWS:
+        if not o.strong:
+            sev = "low"  # a drop on a kind of day (or a route) without history: no page at night for it
+        target_before, group_before = o.rollback, self.groups.public(o.group)
+        if o.group is None and len(o.windows) <= 3 + LEAD_WINDOWS:
+            self._place(o, w)
+        if o.rollback is None and not o.shared and len(o.windows) <= 3 + LEAD_WINDOWS:
             target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
             # never "roll back" to the version the anomalous traffic is already on (after a revert)
             if target is not None and _dominant_version(o.windows, target["kind"]) != target["to_version"]:
@@ -286,7 +306,8 @@ class IncidentEngine:
             return [self._emit(o, "opened", w.end, rc)]
         escalated = rank(sev) > rank(o.severity)
         o.severity = sev if escalated else o.severity
-        material = escalated or new_signals or (o.rollback != target_before)
+        material = escalated or new_signals or (o.rollback != target_before) or (
+            self.groups.public(o.group) != group_before)
         o.pending_update = o.pending_update or material
         if silenced:
             return []
@@ -307,6 +328,39 @@ class IncidentEngine:
         """
         o.pending_update = False
         return [self._emit(o, "opened", at, rc)]
+
+    def _place(self, o: _Open, w: WindowAggregate) -> None:
+        """Find what the incident may share with other routes (SPEC 2a) and put it in its group.
+
+        An error-based performance incident whose provider shows the same excess on other routes in
+        the same windows (:meth:`ProviderBoard.elsewhere`), or that joins a group of two routes or
+        more, is *shared*: a change on this route does not explain it, so no rollback is recommended
+        (one recommended before is withdrawn), and neither is one on the other members.
+        """
+        cause = _cause(o)
+        if cause is None:
+            return
+        o.cause = list(cause)
+        self.groups.expire(w.end, {m.id for m in self.open.values()})
+        o.group = self.groups.join(o.id, o.route, cause, o.started)
+        members = self.groups.members(o.group)
+        if not (o.error_based and cause[0] in ("provider", "model")):
+            return
+        shared = len(set(members.values())) >= 2 or (
+            cause[0] == "provider"
+            and self.board.elsewhere(cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end))
+        if not shared:
+            return
+        by_id = {m.id: m for m in self.open.values() if m.route in members.values()}
+        for mid in members:
+            m = by_id.get(mid)
+            if m is None or not m.error_based or m.shared:
+                continue
+            m.shared = True
+            if m.rollback is not None:
+                m.rollback = None
+            if m is not o:
+                m.pending_update = True  # the group and the withdrawn rollback go out with its next update
 
     def _resolve(self, key: str, at: int, rc: RouteConfig, by: str | None = None,
                  note: str | None = None) -> list[Incident]:
@@ -337,7 +391,8 @@ class IncidentEngine:
             o.detected = at
         share = o.aff_requests / o.route_requests if o.route_requests else (1.0 if o.stopped else 0.0)
         tool = o.subject if o.itype == "tool_failure" else None
-        recs = recommend(o.itype, o.route, rc, rollback=o.rollback, tool=tool, severity=o.severity)
+        recs = recommend(o.itype, o.route, rc, rollback=o.rollback, tool=tool, severity=o.severity,
+                         shared=(o.cause[0], o.cause[1]) if o.shared and o.cause else None)
         changes = self.changes.recent_changes(o.route, o.started - self.lookback_ms, at)
         evidence = build_evidence(o.windows, o.versions_before, changes,
                                   start_ms=o.started, lookback_ms=self.lookback_ms)
@@ -363,7 +418,7 @@ class IncidentEngine:
             "owner": rc.owner,
             "escalation": rc.escalation,
         }
-        inc["group"] = None
+        inc["group"] = self.groups.public(o.group)
         inc["by"] = by
         inc["note"] = note
         inc["summary"] = summarize(
@@ -388,6 +443,7 @@ class IncidentEngine:
             "changes": self.changes.snapshot(),
             "recent": {r: [w.to_dict() for w in ring] for r, ring in self._recent.items()},
             "globals": self.global_state(with_resolved=True),
+            "board": self.board.snapshot(),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -400,14 +456,18 @@ class IncidentEngine:
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
         self._recent = {r: deque((WindowAggregate.from_dict(w) for w in ws), maxlen=LEAD_WINDOWS)
                         for r, ws in snap.get("recent", {}).items()}
+        self.board = ProviderBoard()
         self.restore_global(snap.get("globals", {}))
+        self.board.restore(snap.get("board", {}))
 
     # -- per-route checkpoints --------------------------------------------------------------------
     def global_state(self, with_resolved: bool = False) -> dict[str, Any]:
         """State that belongs to no single route: runtime silences (and, for a whole snapshot, the
         recently resolved ids; per-route checkpoints keep those in each route's :meth:`route_state`)."""
         out: dict[str, Any] = {"runtime_silences": copy.deepcopy(self.runtime_silences),
-                               "changes": self.changes.global_state()}
+                               "changes": self.changes.global_state(),
+                               "groups": self.groups.snapshot(),
+                               "board_recent": self.board.snapshot()["recent"]}
         if with_resolved:
             out["resolved_ids"] = dict(self._resolved_ids)
         return out
@@ -416,6 +476,9 @@ class IncidentEngine:
         """Load :meth:`global_state` output (the change tracker's part is loaded by :meth:`restore_parts`)."""
         self.runtime_silences = copy.deepcopy(d.get("runtime_silences", []))
         self._resolved_ids = dict(d.get("resolved_ids", {}))
+        self.groups = GroupBook()
+        self.groups.restore(d.get("groups", {}))
+        self.board.restore_recent(d.get("board_recent", {}))
 
     def route_state(self, route: str) -> dict[str, Any] | None:
         """One route's incident state (None when the engine holds nothing of it)."""
@@ -425,7 +488,9 @@ class IncidentEngine:
         has_before = route in self.before or route in self._before_win
         ring = self._recent.get(route)
         changes = self.changes.route_state(route)
-        if not opened and not heightened and not has_before and ring is None and changes is None:
+        providers = self.board.route_state(route)
+        if (not opened and not heightened and not has_before and ring is None and changes is None
+                and providers is None):
             return None
         return copy.deepcopy({
             "open": opened, "heightened": heightened,
@@ -433,12 +498,14 @@ class IncidentEngine:
             "recent": [w.to_dict() for w in ring] if ring is not None else None,
             "changes": changes,
             "resolved": [i for i, r in self._resolved_ids.items() if r == route],
+            "providers": providers,
         })
 
     def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
         """Load :meth:`global_state` and every route's :meth:`route_state` (a fresh engine)."""
         routes = copy.deepcopy(routes)
         self.open, self.heightened, self.before, self._before_win, self._recent = {}, {}, {}, {}, {}
+        self.board = ProviderBoard()
         self.restore_global(glob)
         self.changes = ChangeTracker(**glob.get("changes", {}).get("params", {}))
         for route, d in routes.items():
@@ -446,6 +513,8 @@ class IncidentEngine:
                 self._resolved_ids[iid] = route
             for key, od in d["open"]:
                 self.open[key] = _Open.from_dict(od)
+            if d.get("providers"):
+                self.board.restore_route(route, d["providers"])
             self.heightened.update(d["heightened"])
             if d["before"] is not None:
                 self.before[route] = d["before"]
@@ -461,6 +530,52 @@ _STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}
 
 def rank_status(s: str) -> int:
     return _STATUS_RANK[s]
+
+
+def _cause(o: _Open) -> Cause | None:
+    """What the incident could share with incidents on other routes: for errors of availability, the
+    provider carrying most of them (the model when the events name no provider); for latency, the
+    provider carrying most requests; the tool of a tool failure; the source index of a retrieval
+    failure. None when nothing carries a clear majority."""
+    ws = o.windows
+    if o.itype == "performance":
+        if o.stopped:
+            return None
+        idx = 1 if o.error_based else 0
+        per: dict[str, float] = {}
+        for w in ws:
+            for p, v in w.providers.items():
+                per[p] = per.get(p, 0) + v[idx]
+        top = _majority(per, 0.6 if o.error_based else 0.8)
+        if top is not None:
+            return ("provider", top)
+        if not per and o.error_based:
+            model = _majority(_version_counts(ws, "model", V_ERRORS), 0.6)
+            return ("model", model) if model is not None else None
+        return None
+    if o.itype == "tool_failure" and o.subject:
+        return ("tool", tool_identity(o.subject))
+    if o.itype == "retrieval_failure":
+        idx_name = _majority(_version_counts(ws, "source_index", V_ERRORS), 0.6)
+        return ("source_index", idx_name) if idx_name is not None else None
+    return None
+
+
+def _version_counts(windows: Sequence[WindowAggregate], kind: str, field: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for w in windows:
+        for v, st in w.versions.get(kind, {}).items():
+            out[v] = out.get(v, 0) + st[field]
+    return out
+
+
+def _majority(counts: dict[str, float], share: float) -> str | None:
+    """The key holding at least ``share`` of the total (None if none, or the total is 0)."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    best = max(sorted(counts), key=counts.__getitem__)
+    return best if best != OTHER and counts[best] >= share * total else None
 
 
 def _dominant_version(windows: Sequence[WindowAggregate], kind: str) -> str | None:

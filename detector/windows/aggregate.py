@@ -53,6 +53,8 @@ CHANGE_CAP = 50
 OTHER = "(other)"
 _OVERFLOW: tuple[str | None, ...] = (OTHER,) * 5
 BAD_OUTCOMES = frozenset(("rejected", "escalated"))
+#: Error classes that say the model provider is failing or overloaded.
+AVAILABILITY = frozenset(("timeout", "rate_limited", "provider_error"))
 
 
 class WindowAggregate:
@@ -88,6 +90,9 @@ class WindowAggregate:
         self.flagged_request_ids: list[str] = []
         self.flagged_trace_ids: list[str] = []
         self.changes: list[dict[str, Any]] = []
+        #: provider -> [requests, availability errors (timeout, rate_limited, provider_error)]: what
+        #: tells a provider failing on many routes at once from one route's own fault
+        self.providers: dict[str, list[int]] = {}
         #: Closed before the watermark passed it (the end of a replay): it may lack events, so its volume
         #: and totals are not judged. Never checkpointed (only a replay's flush makes one).
         self.partial = False
@@ -110,7 +115,20 @@ class WindowAggregate:
             _count(self.request_counts, ev.request_id, requests)
         if ev.tenant is not None and len(self.tenants) < SET_CAP:
             self.tenants.add(ev.tenant)
+        if ev.provider is not None:
+            ps = self.providers.get(ev.provider)
+            if ps is None:
+                ps = self._provider(ev.provider)
+            ps[0] += requests
         self._context(ev, False, requests, 0, 0, -1.0, 0.0)
+
+    def _provider(self, name: str) -> list[int]:
+        if len(self.providers) >= VERSION_CAP:
+            name = OTHER
+        ps = self.providers.get(name)
+        if ps is None:
+            ps = self.providers[name] = [0, 0]
+        return ps
 
     def _add_latency(self, ev: LatencyEvent, ts_ms: int | None) -> None:
         self.latency.add(ev.latency_ms)
@@ -129,6 +147,11 @@ class WindowAggregate:
                 _count_or_other(self.tool_errors, ev.tool)
         if ev.tenant is not None:
             self._hit(ev.error_class, ev.tenant)
+        if ev.provider is not None and ev.error_class in AVAILABILITY:
+            ps = self.providers.get(ev.provider)
+            if ps is None:
+                ps = self._provider(ev.provider)
+            ps[1] += 1
         self._context(ev, True, 0, 1, 0, -1.0, 0.0)
 
     def _hit(self, cause: str, tenant: str) -> None:
@@ -311,6 +334,8 @@ class WindowAggregate:
         d["contexts"] = [[list(k), v] for k, v in self.contexts.items()]
         d["tenants"] = sorted(self.tenants)
         d["tenants_by_cause"] = {c: sorted(t) for c, t in sorted(self.tenants_by_cause.items())}
+        if self.providers:
+            d["providers"] = {p: list(v) for p, v in self.providers.items()}
         return d
 
     @classmethod
@@ -324,6 +349,7 @@ class WindowAggregate:
         w.tenants = set(d["tenants"])
         w.tenants_by_cause = {c: set(t) for c, t in d["tenants_by_cause"].items()}
         w._affected = sum(len(t) for t in w.tenants_by_cause.values())
+        w.providers = {str(p): [int(v[0]), int(v[1])] for p, v in d.get("providers", {}).items()}
         return w
 
     def __eq__(self, other: object) -> bool:
