@@ -54,6 +54,8 @@ class Firing:
     #: A weak signal (a traffic drop judged without history of its hour on its kind of day): an
     #: incident made of weak signals only is of low severity.
     weak: bool = False
+    #: The rollback this signal itself names, (kind, version): a canary comparison's old version.
+    rollback: tuple[str, str] | None = None
 
     def entry(self) -> dict[str, Any]:
         """The SPEC ``signals`` entry (no route or subject: they live elsewhere)."""

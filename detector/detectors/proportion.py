@@ -135,6 +135,9 @@ class ProportionTest(Stateful):
         self.learned = 0
         self.was_anomalous = False
         self.calm = 0  # judged windows since the last anomalous one
+        #: Age in windows (1: the newest) of the oldest window in the last judged span whose own rate
+        #: cleared the effect size: where the excess began, however long the evidence took to pool.
+        self.onset = 1
 
     @property
     def baseline(self) -> float:
@@ -163,9 +166,10 @@ class ProportionTest(Stateful):
                                                                              self.recent_hot - 1)):
             # no recent window clears the effect size: no span can count (see min_hot), skip the scan
             return Judgement(False, k / n if n else 0.0, p0, effect, 0.0)
-        best: tuple[float, int, int] | None = None
+        best: tuple[float, int, int, int] | None = None
         ks, ns, spans = k, n, 1
         newest_hot = 1 if hot else 0  # 1-based age of the newest hot window; 0: none yet
+        oldest_hot = newest_hot
         hist = self.recent
         i = len(hist) - 1
         next_test = self.min_span
@@ -180,9 +184,9 @@ class ProportionTest(Stateful):
                         and kk - ns * p0 > 2.5 * math.sqrt(ns * p0 * (1.0 - p0))):
                     pval = binom_sf(kk, ns, p0)
                     if best is None or pval < best[0]:
-                        best = (pval, kk, ns)
+                        best = (pval, kk, ns, oldest_hot)
                 elif best is None:
-                    best = (1.0, kk, ns)
+                    best = (1.0, kk, ns, oldest_hot)
             if spans >= self.max_span or i < 0:
                 break
             kh, nh = hist[i]
@@ -192,11 +196,13 @@ class ProportionTest(Stateful):
             i -= 1
             if kh > 0 and kh >= effect * nh:
                 hot += 1
+                oldest_hot = spans
                 if not newest_hot:
                     newest_hot = spans
         if best is None:
             return _SKIP
-        pval, ks, ns = best
+        pval, ks, ns, onset = best
+        self.onset = max(1, onset)
         crit = self._critical(ns, p0) if pval < 0.01 else effect
         return Judgement(pval < self.alpha, ks / ns, p0, crit, 1.0 - pval)
 

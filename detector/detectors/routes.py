@@ -15,6 +15,7 @@ from typing import Any
 
 from detector.config import Config, RouteConfig
 from detector.detectors.base import Stateful, decode_state, encode_state
+from detector.detectors.canary import CANARY_SIGNALS, CanaryWatch
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
 from detector.detectors.proportion import CountTest, Judgement, ProportionTest
@@ -95,8 +96,10 @@ class _RouteState:
         for name in self.dets:
             warm = 0 if name.startswith(("slo_", "guardrail_")) else dc.warmup_windows
             self.alarms[name] = Alarm(warm, dc.persistence, dc.clear_after)
-        for name in ("guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate"):
+        for name in ("guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate", *CANARY_SIGNALS):
             self.alarms[name] = Alarm(0, dc.persistence, dc.clear_after)
+        #: New versions compared side by side with the old ones while both serve.
+        self.canary = CanaryWatch()
         self.last: dict[str, list[float]] = {}
         self.subject: dict[str, str] = {}
         self.pending_latency: QuantileSketch | None = None  # quiet windows' latencies, pooled
@@ -109,6 +112,8 @@ class _RouteState:
         self.seq = 0
         #: signal -> its last anomalous judgement was weak (see Firing.weak)
         self.weak: dict[str, bool] = {}
+        #: The rollback a canary comparison names: (kind, old version).
+        self.rollback: tuple[str, str] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -121,6 +126,8 @@ class _RouteState:
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
             "heightened_until": self.heightened_until,
             "weak": self.weak,
+            "canary": self.canary.to_dict(),
+            "rollback": list(self.rollback) if self.rollback else None,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -134,6 +141,13 @@ class _RouteState:
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
         self.heightened_until = d.get("heightened_until", 0)
         self.weak = dict(d.get("weak", {}))
+        self.canary = CanaryWatch.from_dict(d.get("canary", {}))
+        rb = d.get("rollback")
+        self.rollback = (str(rb[0]), str(rb[1])) if rb else None
+        for name in CANARY_SIGNALS:  # a checkpoint from before canary analysis
+            if name not in self.alarms:
+                self.alarms[name] = Alarm(0, self.alarms["request_volume"].persistence,
+                                          self.alarms["request_volume"].clear_after)
 
 
 class RouteDetectors:
@@ -294,6 +308,13 @@ class RouteDetectors:
         if g.max_rejection_rate is not None and reviews >= self.config.detectors.min_requests:
             results["guardrail_rejection_rate"] = _limit(w.rejection_rate, g.max_rejection_rate)
 
+        canary = st.canary.on_window(w)
+        results.update(canary)
+        if any(r.anomalous for r in canary.values()):
+            st.subject["canary_class"] = st.canary.error_class() or "other"
+            target = st.canary.target()
+            st.rollback = (target["kind"], target["to_version"]) if target else None
+
         # More traffic is not an incident by itself (SPEC's types have no "busy" type): a volume
         # spike counts only as a cost signal beside spend, cost per request, tokens or a loop, or
         # when one trace or request holds most of it (a loop on a route too quiet for a baseline).
@@ -345,7 +366,11 @@ class RouteDetectors:
         for name, alarm in st.alarms.items():
             r = results.get(name)
             if r is not None and r.judged:
-                st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(w.start), float(w.end)]
+                start = w.start
+                det = st.dets.get(name)
+                if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
+                    start = w.start - (det.onset - 1) * (w.end - w.start)
+                st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
                 on = alarm.step(r.anomalous, need)
             else:
                 on = alarm.firing  # nothing judged: the alarm stays as it is
@@ -359,6 +384,7 @@ class RouteDetectors:
                 observed=obs, baseline=base, threshold=thr, score=score,
                 window_start=int(ws), window_end=int(we), subject=subject,
                 magnitude=_magnitude(obs, base, name), weak=st.weak.get(name, False),
+                rollback=st.rollback if name in CANARY_SIGNALS else None,
             ))
         return out
 
@@ -379,6 +405,11 @@ def _detector_name(st: _RouteState, name: str) -> str:
 
 
 def _type_of(name: str, st: _RouteState, w: WindowAggregate) -> str:
+    if name in CANARY_SIGNALS:
+        if name == "canary_errors":
+            cls = st.subject.get("canary_class") or "other"
+            return next((itype for classes, itype in ERROR_GROUPS.values() if cls in classes), "performance")
+        return {"canary_reviews": "bad_output", "canary_latency": "performance"}.get(name, "cost")
     if name == "request_volume":
         return "cost" if st.subject.get(name) == "spike" else "performance"
     if name in ("guardrail_spend",):

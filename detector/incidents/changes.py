@@ -77,6 +77,8 @@ KEY_CAP = 64
 BASE_MIN_EVENTS = 30
 #: Counters per version in an epoch: 8 for healthy windows, then 8 for the others.
 _N = 8
+#: Share of the traffic since the last change above which a version is part of a split, not new.
+SPLIT_SHARE = 0.1
 #: Change kinds most likely to cause each incident type, best first. The
 #: other kinds can still explain an incident, ranked after these.
 KIND_PREFERENCE: dict[str, tuple[str, ...]] = {
@@ -238,7 +240,8 @@ class ChangeTracker:
                         del k.seen[v]
                 dom = _dominant_traffic(traffic) if total >= self.min_events else None
                 if dom is not None:
-                    if k.dominant is not None and dom != k.dominant and _last_to(k) != dom:
+                    if k.dominant is not None and dom != k.dominant and _last_to(k) != dom \
+                            and not _splitting(k, dom):
                         _append(k, _entry(window.start, kind, k.dominant, dom, None))
                         _rotate_once(k, key, window.start, rotated)
                     k.dominant = dom
@@ -518,6 +521,20 @@ def _rotate_once(k: _Kind, key: str, at: int, rotated: set[str]) -> None:
     if key not in rotated:
         rotated.add(key)
         k.rotate(at)
+
+
+def _splitting(k: _Kind, version: str) -> bool:
+    """Whether ``version`` has carried a real share of the traffic since the last change (a canary or
+    split): its becoming the majority of one window is then no change (a quiet route's majority
+    flips back and forth while two versions serve)."""
+    total = 0.0
+    mine = 0.0
+    for v, st in k.post.items():
+        t = st[V_EVENTS] - st[V_REVIEWS] + st[_N + V_EVENTS] - st[_N + V_REVIEWS]
+        total += t
+        if v == version:
+            mine = t
+    return total > 0 and mine >= SPLIT_SHARE * total
 
 
 def _last_to(k: _Kind) -> str | None:

@@ -293,6 +293,11 @@ class IncidentEngine:
         target_before, group_before = o.rollback, self.groups.public(o.group)
         if o.group is None and len(o.windows) <= 3 + LEAD_WINDOWS:
             self._place(o, w)
+        named = next((f.rollback for f in firings if f.rollback is not None), None)
+        if named is not None and not o.shared:
+            # a canary comparison names the old version itself: the change is known, and the
+            # failing traffic is the new version's minority, so no majority check applies
+            o.rollback = {"kind": named[0], "to_version": named[1]}
         if o.rollback is None and not o.shared and len(o.windows) <= 3 + LEAD_WINDOWS:
             target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
             # never "roll back" to the version the anomalous traffic is already on (after a revert)

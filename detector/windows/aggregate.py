@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from math import log as _log
 from typing import Any
 
 from detector.events import (
@@ -33,14 +34,17 @@ from detector.events import (
 from detector.windows.sketch import QuantileSketch
 
 __all__ = ["WindowAggregate", "VersionStats", "VERSION_KINDS", "V_EVENTS", "V_REQUESTS", "V_ERRORS",
-           "V_REVIEWS", "V_BAD_REVIEWS", "V_LAT_N", "V_LAT_SUM", "V_COST"]
+           "V_REVIEWS", "V_BAD_REVIEWS", "V_LAT_N", "V_LAT_SUM", "V_COST", "V_LOG_SUM", "V_LOG_SQ", "N_STATS"]
 
 #: Version kinds tracked from the context fields of every event.
 VERSION_KINDS = (("prompt", "prompt_version"), ("model", "model"), ("config", "config_version"),
                  ("source_index", "source_index"), ("tool", "tool"))
 # Index of each counter in a version's stats list.
-V_EVENTS, V_REQUESTS, V_ERRORS, V_REVIEWS, V_BAD_REVIEWS, V_LAT_N, V_LAT_SUM, V_COST = range(8)
-#: Per-version counters: [events, requests, errors, reviews, bad_reviews, latency_n, latency_sum_ms, cost_usd]
+V_EVENTS, V_REQUESTS, V_ERRORS, V_REVIEWS, V_BAD_REVIEWS, V_LAT_N, V_LAT_SUM, V_COST, V_LOG_SUM, V_LOG_SQ = range(10)
+N_STATS = 10
+#: Per-version counters: [events, requests, errors, reviews, bad_reviews, latency_n, latency_sum_ms, cost_usd,
+#: sum of ln(latency ms), sum of its squares] (the last two compare versions' latency side by side; a
+#: checkpoint from before them holds only the first eight)
 VersionStats = list[float]
 
 SAMPLE_CAP = 20
@@ -198,7 +202,7 @@ class WindowAggregate:
                 key = _OVERFLOW
                 st = self.contexts.get(key)
             if st is None:
-                st = self.contexts[key] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+                st = self.contexts[key] = [0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
             self._versions = None
         st[0] += 1
         if requests:
@@ -212,6 +216,10 @@ class WindowAggregate:
         elif lat >= 0:
             st[5] += 1
             st[6] += lat
+            if len(st) > 8:
+                ln = _log(lat if lat > 1.0 else 1.0)
+                st[8] += ln
+                st[9] += ln * ln
         elif cost:
             st[7] += cost
 
@@ -235,7 +243,7 @@ class WindowAggregate:
                         version = OTHER
                         acc = per.get(version)
                     if acc is None:
-                        acc = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0]
+                        acc = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
                 for i, v in enumerate(st):
                     acc[i] += v
         self._versions = out

@@ -1,0 +1,234 @@
+"""Canary analysis: a new version against the old one while both serve, in the same windows.
+
+When 10-30% of a route's traffic runs a new prompt, model, config, index or
+tool version and only that share is bad, the route-wide signals barely move.
+An explicit ``change`` event (the authority for which version is new) starts
+a comparison on its kind: from then on every window's per-version counters
+(``WindowAggregate.versions``) of the new and the old version are pooled,
+and four two-sample tests, each safe at low counts, ask whether the new
+version is clearly worse:
+
+* errors per request, and bad reviews per review: conditional binomial
+  (given the errors of both versions, are too many on the new one for its
+  share of the requests?), with an effect size as the rate tests have;
+* latency: Welch's t on log latency, and the new version's geometric mean
+  at least 1.5x the old one's;
+* cost per request: at least 2.5x the old one's, on enough requests each.
+
+The comparison ends when the change is rolled back (a ``change`` back to the
+old version), when one side stops serving (promoted or withdrawn), or after
+a day. Which version serves the per-window majority plays no part, so a
+quiet route whose majority flips back and forth is read right. The
+rollback target of a firing is the old version the change named.
+
+>>> from detector.events import ChangeEvent, ErrorEvent, UsageEvent
+>>> from detector.windows.aggregate import WindowAggregate
+>>> watch = CanaryWatch()
+>>> def window(i, change=False):
+...     w = WindowAggregate("r", i * 60_000, (i + 1) * 60_000)
+...     if change:
+...         w.add(ChangeEvent(event_id="c", ts=0.0, route="r", change_kind="prompt",
+...                           from_version="p1", to_version="p2"), i * 60_000)
+...     for k in range(20):
+...         v = "p2" if k < 4 else "p1"
+...         w.add(UsageEvent(event_id=f"u{i}.{k}", ts=0.0, route="r", prompt_version=v))
+...         if v == "p2" and k % 2:
+...             w.add(ErrorEvent(event_id=f"e{i}.{k}", ts=0.0, route="r", prompt_version=v,
+...                              error_class="validation_error"))
+...     return w
+>>> results = [watch.on_window(window(i, change=(i == 0))) for i in range(6)]
+>>> [name for name, r in results[-1].items() if r.anomalous]
+['canary_errors']
+>>> watch.target()
+{'kind': 'prompt', 'to_version': 'p1'}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detector.detectors.proportion import Judgement, binom_sf
+from detector.events import CHANGE_KINDS, tool_identity
+from detector.windows.aggregate import (
+    N_STATS,
+    OTHER,
+    V_BAD_REVIEWS,
+    V_COST,
+    V_ERRORS,
+    V_LAT_N,
+    V_LOG_SQ,
+    V_LOG_SUM,
+    V_REQUESTS,
+    V_REVIEWS,
+    WindowAggregate,
+)
+
+__all__ = ["CanaryWatch", "CANARY_SIGNALS"]
+
+#: Signal names of the comparison, one per measure.
+CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_cost")
+#: Conditional binomial p-value below which the new version holds too many of the bad events.
+ALPHA = 1e-6
+#: Welch's t on log latency above which the new version is slower.
+LATENCY_T = 5.0
+#: Effect sizes: rate ratio and difference (errors, reviews), latency and cost ratios.
+RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
+LATENCY_RATIO, COST_RATIO = 1.5, 2.5
+#: Fewest samples per side: bad events on the new version, latency samples, requests for cost.
+MIN_BAD, MIN_LATENCY, MIN_COST = 4, 8, 30
+#: Windows with traffic on one side only after which the comparison ends, and its longest life.
+ENDS_AFTER = 30
+MAX_LIFE_MS = 86_400_000
+#: Comparisons followed per route at once (the oldest go first).
+MAX_ACTIVE = 4
+
+
+def _stats() -> list[float]:
+    return [0.0] * N_STATS
+
+
+class CanaryWatch:
+    """The comparisons running on one route; state is JSON-able (see :meth:`to_dict`)."""
+
+    def __init__(self) -> None:
+        #: key (change kind, or ``tool:<identity>``) -> comparison state
+        self.active: dict[str, dict[str, Any]] = {}
+        #: The comparison behind the last anomalous judgement: its kind and old version.
+        self.last: dict[str, str] | None = None
+
+    def on_window(self, w: WindowAggregate) -> dict[str, Judgement]:
+        """Pool this window into each comparison and judge them; every canary signal is judged (not
+        anomalous while no comparison runs, so an alarm clears once a bad canary is rolled back)."""
+        for ch in sorted(w.changes, key=lambda c: (c.get("ts", 0), str(c.get("event_id")))):
+            self._change(ch)
+        for key in list(self.active):
+            if not self._pool(key, self.active[key], w):
+                del self.active[key]
+        quiet = Judgement(False, 0.0, 0.0, 0.0, 0.0)
+        out = dict.fromkeys(CANARY_SIGNALS, quiet)
+        for c in self.active.values():
+            for name, r in _judge(c).items():
+                if r.anomalous and (not out[name].anomalous or r.score > out[name].score):
+                    out[name] = r
+                    self.last = {"kind": c["kind"], "to_version": c["old"]}
+                elif not out[name].anomalous and r.judged and r.score >= out[name].score:
+                    out[name] = r
+        return out
+
+    def target(self) -> dict[str, str] | None:
+        """The rollback target of the last anomalous comparison: its kind and the old version."""
+        return None if self.last is None else dict(self.last)
+
+    def _change(self, ch: dict[str, Any]) -> None:
+        kind, old, new = ch.get("kind"), ch.get("from_version"), ch.get("to_version")
+        if kind not in CHANGE_KINDS or not old or not new or old == new:
+            return
+        key = f"tool:{tool_identity(str(new))}" if kind == "tool" else str(kind)
+        cur = self.active.get(key)
+        if cur is not None and (new in (cur["old"], cur["new"])):
+            del self.active[key]  # rolled back, or promoted: the comparison is over
+            return
+        self.active.pop(key, None)
+        self.active[key] = {"kind": kind, "old": str(old), "new": str(new), "since": int(ch.get("ts", 0)),
+                            "n": _stats(), "o": _stats(), "errors": {}, "one_sided": 0}
+        while len(self.active) > MAX_ACTIVE:
+            del self.active[next(iter(self.active))]
+
+    def _pool(self, key: str, c: dict[str, Any], w: WindowAggregate) -> bool:
+        """Add the window's counters of both versions; False when the comparison is over."""
+        if w.end - c["since"] > MAX_LIFE_MS:
+            return False
+        per = w.versions.get(c["kind"], {})
+        new, old = per.get(c["new"]), per.get(c["old"])
+        if new is None and old is None:
+            return True
+        if new is None or old is None or new[V_REQUESTS] + new[V_LAT_N] <= 0 \
+                or old[V_REQUESTS] + old[V_LAT_N] <= 0:
+            c["one_sided"] += 1
+            if c["one_sided"] >= ENDS_AFTER:
+                return False
+        else:
+            c["one_sided"] = 0
+        for acc, st in ((c["n"], new), (c["o"], old)):
+            if st is not None:
+                for i, x in enumerate(st[:N_STATS]):
+                    acc[i] += x
+        if new is not None and new[V_ERRORS] > 0 and w.errors:
+            errs: dict[str, int] = c["errors"]
+            for cls, k in w.errors.items():
+                if len(errs) < 16 or cls in errs:
+                    errs[cls] = errs.get(cls, 0) + k
+        return True
+
+    def error_class(self) -> str | None:
+        """The most frequent error class in the windows of the comparisons running (for the type)."""
+        errs: dict[str, int] = {}
+        for c in self.active.values():
+            for cls, k in c["errors"].items():
+                errs[cls] = errs.get(cls, 0) + k
+        errs.pop(OTHER, None)
+        return max(sorted(errs), key=errs.__getitem__) if errs else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active": {k: dict(c, n=list(c["n"]), o=list(c["o"]), errors=dict(c["errors"]))
+                           for k, c in self.active.items()}, "last": self.last}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CanaryWatch:
+        watch = cls()
+        for k, c in d.get("active", {}).items():
+            watch.active[str(k)] = dict(c, n=[float(x) for x in c["n"]], o=[float(x) for x in c["o"]],
+                                        errors={str(e): int(n) for e, n in c["errors"].items()})
+        watch.last = d.get("last")
+        return watch
+
+
+def _judge(c: dict[str, Any]) -> dict[str, Judgement]:
+    new, old = c["n"], c["o"]
+    return {
+        "canary_errors": _rates(new[V_ERRORS], new[V_REQUESTS], old[V_ERRORS], old[V_REQUESTS], ERROR_DELTA),
+        "canary_reviews": _rates(new[V_BAD_REVIEWS], new[V_REVIEWS], old[V_BAD_REVIEWS], old[V_REVIEWS],
+                                 REVIEW_DELTA),
+        "canary_latency": _latency(new, old),
+        "canary_cost": _cost(new, old),
+    }
+
+
+def _rates(k1: float, n1: float, k0: float, n0: float, delta: float) -> Judgement:
+    """Too many bad events on the new version for its share of the trials?
+
+    >>> _rates(12, 40, 8, 400, 0.05).anomalous, _rates(1, 40, 8, 400, 0.05).anomalous
+    (True, False)
+    """
+    if n1 <= 0 or n0 <= 0:
+        return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
+    k1, k0 = min(k1, n1), min(k0, n0)
+    r1, r0 = k1 / n1, (k0 + 0.5) / (n0 + 1.0)
+    effect = max(RATE_RATIO * r0, r0 + delta)
+    if k1 < MIN_BAD or r1 < effect:
+        return Judgement(False, r1, r0, effect, 0.0)
+    p = binom_sf(int(k1), int(k1 + k0), n1 / (n1 + n0))
+    return Judgement(p < ALPHA, r1, r0, effect, 1.0 - p)
+
+
+def _latency(new: list[float], old: list[float]) -> Judgement:
+    n1, n0 = new[V_LAT_N], old[V_LAT_N]
+    if n1 < MIN_LATENCY or n0 < MIN_LATENCY:
+        return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
+    m1, m0 = new[V_LOG_SUM] / n1, old[V_LOG_SUM] / n0
+    v1 = max(new[V_LOG_SQ] / n1 - m1 * m1, 1e-6) * n1 / (n1 - 1)
+    v0 = max(old[V_LOG_SQ] / n0 - m0 * m0, 1e-6) * n0 / (n0 - 1)
+    t = (m1 - m0) / math.sqrt(v1 / n1 + v0 / n0)
+    g1, g0 = math.exp(m1), math.exp(m0)
+    anomalous = t >= LATENCY_T and g1 >= LATENCY_RATIO * g0
+    return Judgement(anomalous, g1, g0, LATENCY_RATIO * g0, min(1.0, max(0.0, t / (2 * LATENCY_T))))
+
+
+def _cost(new: list[float], old: list[float]) -> Judgement:
+    n1, n0 = new[V_REQUESTS], old[V_REQUESTS]
+    if n1 < MIN_COST or n0 < MIN_COST or old[V_COST] <= 0:
+        return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
+    c1, c0 = new[V_COST] / n1, old[V_COST] / n0
+    ratio = c1 / c0
+    return Judgement(ratio >= COST_RATIO, c1, c0, COST_RATIO * c0, min(1.0, ratio / (2 * COST_RATIO)))
