@@ -351,7 +351,12 @@ class CountTest(Stateful):
             return self.slot_level[s], 0 <= self.since <= ts_ms - 86_400_000
         half = s - s % self.slots  # the first slot of this kind of day
         if any(self.slot_n[i] >= self.slot_min for i in range(half, half + self.slots)):
-            return self._unslotted(), False  # this kind of day has history, not yet this hour
+            # this kind of day has history, not yet this hour: the recent level, or less if the
+            # other kind of day is lower at this hour (an office route's evening on its first Saturday)
+            other = (s + self.slots) % (2 * self.slots)
+            if self.slot_n[other] >= self.slot_min:
+                return min(self._unslotted(), self.slot_level[other]), False
+            return self._unslotted(), False
         shown = [lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min]
         if shown:
             return min(min(shown), self._unslotted()), False

@@ -399,6 +399,8 @@ def _limit(x: float, limit: float) -> Judgement:
 
 
 def _detector_name(st: _RouteState, name: str) -> str:
+    if name in CANARY_SIGNALS:
+        return "CanaryComparison"
     if name.startswith("guardrail_") and name not in st.dets:
         return "StaticLimit"
     return type(st.dets[name]).__name__

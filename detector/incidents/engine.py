@@ -48,6 +48,8 @@ ERROR_SIGNALS = ("errors_", "slo_burn_rate", "guardrail_error_rate")
 MAX_RUNTIME_SILENCES = 1000
 #: Resolved incident ids remembered, so a late command on one is recognised.
 RESOLVED_MEMORY = 1000
+#: Share of a kind's traffic at which one version carries all of it (the rest is in-flight noise).
+ONE_VERSION = 0.9
 #: Types whose affected requests are specific events (errors, bad reviews).
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
@@ -300,8 +302,9 @@ class IncidentEngine:
             o.rollback = {"kind": named[0], "to_version": named[1]}
         if o.rollback is None and not o.shared and len(o.windows) <= 3 + LEAD_WINDOWS:
             target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
-            # never "roll back" to the version the anomalous traffic is already on (after a revert)
-            if target is not None and _dominant_version(o.windows, target["kind"]) != target["to_version"]:
+            # never "roll back" to the version the anomalous traffic is already on (after a revert); a
+            # canary's old version carries most of the traffic too, but the new one serves beside it
+            if target is not None and not _all_on(o.windows, target["kind"], target["to_version"]):
                 o.rollback = target
         silenced = self._silenced(w.route, w.end)
         if opened:
@@ -583,16 +586,14 @@ def _majority(counts: dict[str, float], share: float) -> str | None:
     return best if best != OTHER and counts[best] >= share * total else None
 
 
-def _dominant_version(windows: Sequence[WindowAggregate], kind: str) -> str | None:
-    """The version carrying most traffic events (not reviews) of ``kind`` across ``windows``."""
+def _all_on(windows: Sequence[WindowAggregate], kind: str, version: str) -> bool:
+    """Whether ``version`` carries (nearly) all traffic events (not reviews) of ``kind`` in ``windows``."""
     counts: dict[str, float] = {}
     for w in windows:
         for v, st in w.versions.get(kind, {}).items():
             counts[v] = counts.get(v, 0) + st[V_EVENTS] - st[V_REVIEWS]
-    if not counts:
-        return None
-    best = max(sorted(counts), key=counts.__getitem__)
-    return best if counts[best] * 2 > sum(counts.values()) else None
+    total = sum(counts.values())
+    return total > 0 and counts.get(version, 0) >= ONE_VERSION * total
 
 
 def _ms(dt: datetime) -> int:

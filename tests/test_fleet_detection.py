@@ -1,0 +1,269 @@
+"""Detection on the traffic shapes real fleets have (issue: detection round two).
+
+Each test builds a small, seeded event stream with one shape and replays it
+through the same pipeline the service runs. What they protect:
+
+* a first weekend with two days of history is not a traffic stop, and a
+  drop judged without history of its kind of day is never above low;
+* a steady route that stops on its first weekend is still found;
+* a provider failing on several routes at once gives one group on every
+  route's incident, and the benign change one route made just before is not
+  recommended as a rollback (failover and rate limiting are, with why);
+* a canary (a fifth of the traffic on a new version, only that share bad) is
+  found and rolled back to the old version, also on a quiet route whose
+  per-window majority flips, and those flips are not read as changes;
+* review rejections detected late keep the change that preceded them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+from detector.config import Config
+from detector.detectors.proportion import CountTest
+from detector.replay import replay_lines
+
+MIN = 60_000
+THU = 1_741_219_200_000  # 2025-03-06T00:00:00Z, a Thursday
+
+
+class Stream:
+    """Seeded synthetic telemetry: requests (usage, latency, cost, errors), reviews, changes."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.events: list[tuple[int, dict[str, Any]]] = []
+        self.n = 0
+
+    def _ev(self, kind: str, t: int, route: str, **fields: Any) -> dict[str, Any]:
+        self.n += 1
+        ev = {"event_id": f"e{self.n}", "type": kind, "ts": t, "route": route, **fields}
+        self.events.append((t, ev))
+        return ev
+
+    def requests(self, route: str, start: int, end: int, per_min: Callable[[int], float],
+                 ctx: Callable[[int], dict[str, Any]], error: Callable[[int, dict[str, Any]], str | None]
+                 = lambda t, c: None, latency: Callable[[int, dict[str, Any]], float] | None = None,
+                 review_share: float = 0.0, reject: Callable[[int, dict[str, Any]], float] | None = None) -> None:
+        rng = self.rng
+        for m in range((end - start) // MIN):
+            t0 = start + m * MIN
+            lam = per_min(t0)
+            k = _poisson(rng, lam)
+            for _ in range(k):
+                t = t0 + int(rng.random() * MIN)
+                c = ctx(t)
+                rid = f"r{self.n}"
+                self._ev("usage", t, route, request_id=rid, input_tokens=500, output_tokens=100, **c)
+                lat = latency(t, c) if latency else 800.0
+                self._ev("latency", t, route, latency_ms=round(lat * math.exp(rng.gauss(0, 0.4)), 1), **c)
+                self._ev("cost", t, route, cost_usd=0.001, **c)
+                err = error(t, c)
+                if err is None and rng.random() < 0.005:
+                    err = "other"
+                if err is not None:
+                    self._ev("error", t, route, error_class=err, **c)
+                if review_share and rng.random() < review_share:
+                    bad = (reject(t, c) if reject else 0.04)
+                    outcome = "rejected" if rng.random() < bad else "accepted"
+                    self._ev("review", t + 60_000, route, outcome=outcome, request_id=rid, **c)
+
+    def change(self, t: int, route: str, kind: str, old: str, new: str) -> None:
+        self._ev("change", t, route, change_kind=kind, from_version=old, to_version=new)
+
+    def run(self, config: Config | None = None) -> list[dict[str, Any]]:
+        self.events.sort(key=lambda e: e[0])
+        lines = [json.dumps(ev).encode() for _, ev in self.events]
+        return list(replay_lines(lines, config or Config()).incidents)
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def _by_id(incidents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in incidents:
+        out.setdefault(m["incident_id"], []).append(m)
+    return out
+
+
+def _rollbacks(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r["target"] for m in msgs for r in m["recommendations"] if r["action"] == "rollback"]
+
+
+def _hour(t: int) -> int:
+    return t // 3_600_000 % 24
+
+
+def _weekend(t: int) -> bool:
+    return (t // 86_400_000 + 3) % 7 >= 5
+
+
+# -- the first weekend -------------------------------------------------------------------------------
+def test_quiet_first_saturday_is_not_a_stop_but_a_steady_route_stopping_is_found() -> None:
+    """Two weekdays of office-hours traffic, then a Saturday at a quarter of it: no incident. A route
+    with steady traffic around the clock that stops on that Saturday: an incident, of low severity
+    (no history of Saturdays yet), not critical."""
+    s = Stream(1)
+    ctx = lambda t: {"model": "m1", "provider": "p1"}  # noqa: E731
+
+    def business(t: int) -> float:
+        office = 8 <= _hour(t) < 18
+        return (30.0 if office else 0.5) * (0.25 if _weekend(t) else 1.0)
+
+    s.requests("office", THU, THU + 3 * 86_400_000, business, ctx)
+    stop_at = THU + 2 * 86_400_000 + 13 * 3_600_000  # Saturday 13:00
+    s.requests("steady", THU, stop_at, lambda t: 10.0, ctx)
+    s.requests("steady", stop_at + 90 * MIN, THU + 3 * 86_400_000, lambda t: 10.0, ctx)
+    incidents = s.run()
+    by_route: dict[str, list[dict[str, Any]]] = {}
+    for m in incidents:
+        by_route.setdefault(m["route"], []).append(m)
+    assert "office" not in by_route, [m["signals"] for m in by_route.get("office", [])]
+    opened = [m for m in by_route.get("steady", []) if m["event"] == "opened"]
+    assert len(opened) == 1
+    inc = opened[0]
+    assert inc["incident_type"] == "performance"
+    assert stop_at <= _ms(inc["detected_at"]) <= stop_at + 15 * MIN
+    assert {m["severity"] for m in by_route["steady"]} == {"low"}
+
+
+def test_count_test_knows_when_a_drop_is_unfamiliar() -> None:
+    """The same hour on a weekday it has history of is familiar; its first Saturday is not."""
+    c = CountTest()
+    for m in range(2 * 1440):
+        c.update(20, THU + m * MIN)
+    c.evaluate(20, THU + 2 * 1440 * MIN - 30 * MIN)  # Friday 23:30
+    assert c.familiar
+    c.evaluate(20, THU + 2 * 1440 * MIN + 600 * MIN)  # Saturday 10:00
+    assert not c.familiar
+
+
+def _ms(text: str) -> int:
+    from detector.scenarios.score import to_ms
+
+    v = to_ms(text)
+    assert v is not None
+    return v
+
+
+# -- a provider failing on several routes ------------------------------------------------------------
+def test_provider_outage_on_three_routes_is_one_group_and_no_rollback() -> None:
+    s = Stream(2)
+    start, end = THU, THU + 20 * 3_600_000
+    out0, out1 = start + 18 * 3_600_000, start + 18 * 3_600_000 + 40 * MIN
+    routes = {"chat": 20.0, "summaries": 8.0, "search": 4.0}
+    for route, rate in routes.items():
+        cfg = {"v": "cfg-1"}
+
+        def ctx(t: int, route: str = route, cfg: dict[str, str] = cfg) -> dict[str, Any]:
+            version = "cfg-2" if route == "chat" and t >= out0 - 10 * MIN else cfg["v"]
+            return {"model": "m1", "provider": "acme", "config_version": version}
+
+        def err(t: int, c: dict[str, Any]) -> str | None:
+            return "provider_error" if out0 <= t < out1 and s.rng.random() < 0.35 else None
+
+        s.requests(route, start, end, lambda t, r=rate: r, ctx, error=err)
+    s.change(out0 - 10 * MIN, "chat", "config", "cfg-1", "cfg-2")  # benign, just before
+    incidents = s.run()
+    byid = _by_id(incidents)
+    perf = {msgs[0]["route"]: msgs for msgs in byid.values() if msgs[-1]["incident_type"] == "performance"}
+    assert set(perf) == set(routes), {k: [m["event"] for m in v] for k, v in perf.items()}
+    groups = {json.dumps(msgs[-1]["group"], sort_keys=True) for msgs in perf.values()}
+    assert len(groups) == 1
+    group = perf["chat"][-1]["group"]
+    assert group["cause"] == {"kind": "provider", "value": "acme"}
+    assert group["routes"] == sorted(routes)
+    for msgs in perf.values():
+        assert _rollbacks(msgs) == [], _rollbacks(msgs)
+    actions = [r["action"] for r in perf["chat"][-1]["recommendations"]]
+    assert actions[:2] == ["failover_route", "rate_limit"]
+    assert "several routes" in perf["chat"][-1]["recommendations"][0]["rationale"]
+
+
+# -- canaries ----------------------------------------------------------------------------------------
+def _canary(seed: int, rate: float, share: float, bad: str) -> tuple[list[dict[str, Any]], int]:
+    s = Stream(seed)
+    start, end = THU, THU + 24 * 3_600_000
+    c0, c1 = start + 20 * 3_600_000, start + 22 * 3_600_000
+
+    def model(t: int) -> str:
+        return "m2" if c0 <= t < c1 and s.rng.random() < share else "m1"
+
+    def ctx(t: int) -> dict[str, Any]:
+        return {"model": model(t), "provider": "acme", "prompt_version": "p7"}
+
+    def err(t: int, c: dict[str, Any]) -> str | None:
+        return "validation_error" if bad == "errors" and c["model"] == "m2" and s.rng.random() < 0.3 else None
+
+    def lat(t: int, c: dict[str, Any]) -> float:
+        return 2400.0 if bad == "latency" and c["model"] == "m2" else 800.0
+
+    s.requests("draft", start, end, lambda t: rate, ctx, error=err, latency=lat)
+    s.change(c0, "draft", "model", "m1", "m2")
+    s.change(c1, "draft", "model", "m2", "m1")
+    return s.run(), c0
+
+
+def test_canary_latency_regression_on_a_fifth_of_traffic_is_found_and_rolled_back() -> None:
+    incidents, c0 = _canary(3, 20.0, 0.2, "latency")
+    byid = _by_id(incidents)
+    perf = [msgs for msgs in byid.values() if msgs[-1]["incident_type"] == "performance"]
+    assert len(perf) == 1, [m[0]["signals"] for m in byid.values()]
+    msgs = perf[0]
+    assert _ms(msgs[0]["detected_at"]) - c0 <= 20 * MIN
+    assert any(sig["signal"] == "canary_latency" for sig in msgs[0]["signals"])
+    assert _rollbacks(msgs) and all(t == {"kind": "model", "to_version": "m1"} for t in _rollbacks(msgs))
+
+
+def test_canary_errors_on_a_quiet_route_whose_majority_flips() -> None:
+    """Two requests a minute, a quarter on the new model: single windows often have the new model as
+    their majority. The incident is still found, with the old model as target, and never the new one."""
+    incidents, c0 = _canary(4, 2.0, 0.25, "errors")
+    byid = _by_id(incidents)
+    bad = [msgs for msgs in byid.values() if msgs[-1]["incident_type"] == "bad_output"]
+    assert bad, [(m[-1]["incident_type"], m[0]["signals"]) for m in byid.values()]
+    assert _ms(bad[0][0]["detected_at"]) - c0 <= 30 * MIN
+    for msgs in bad:
+        targets = _rollbacks(msgs)
+        assert targets and all(t == {"kind": "model", "to_version": "m1"} for t in targets), targets
+        changes = msgs[-1]["evidence"]["changes"]
+        assert [c["to_version"] for c in changes if c["kind"] == "model"][:1] == ["m2"]
+        inferred = [c for c in changes if c.get("event_id") is None]
+        assert inferred == [], inferred
+
+
+# -- late detection keeps the change ----------------------------------------------------------------
+def test_slow_review_rejections_keep_the_prompt_change_that_preceded_them() -> None:
+    """Reviews on 5% of a route's requests; after a prompt change a third of them are rejected. The
+    evidence is thin, so detection takes long; the incident still names the change and rolls it back."""
+    s = Stream(5)
+    start, end = THU, THU + 26 * 3_600_000
+    ch = start + 20 * 3_600_000
+
+    def ctx(t: int) -> dict[str, Any]:
+        return {"model": "m1", "provider": "acme", "prompt_version": "p8" if t >= ch else "p7"}
+
+    s.requests("notes", start, end, lambda t: 3.0, ctx, review_share=0.05,
+               reject=lambda t, c: 0.45 if c["prompt_version"] == "p8" else 0.04)
+    s.change(ch, "notes", "prompt", "p7", "p8")
+    incidents = s.run()
+    bad = [msgs for msgs in _by_id(incidents).values() if msgs[-1]["incident_type"] == "bad_output"]
+    assert len(bad) == 1
+    msgs = bad[0]
+    assert _ms(msgs[0]["started_at"]) <= _ms(msgs[0]["detected_at"])
+    assert any(c["to_version"] == "p8" for c in msgs[-1]["evidence"]["changes"])
+    assert _rollbacks(msgs) and all(t == {"kind": "prompt", "to_version": "p7"} for t in _rollbacks(msgs))
