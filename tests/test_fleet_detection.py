@@ -267,3 +267,26 @@ def test_slow_review_rejections_keep_the_prompt_change_that_preceded_them() -> N
     assert _ms(msgs[0]["started_at"]) <= _ms(msgs[0]["detected_at"])
     assert any(c["to_version"] == "p8" for c in msgs[-1]["evidence"]["changes"])
     assert _rollbacks(msgs) and all(t == {"kind": "prompt", "to_version": "p7"} for t in _rollbacks(msgs))
+
+
+# -- scheduled routes --------------------------------------------------------------------------------
+def test_a_nightly_batch_ending_is_not_a_stop_but_a_batch_dying_mid_run_is() -> None:
+    """A batch route that runs only at night (its start and end move by up to 15 minutes a night)
+    opens nothing when each night's run ends; a longer nightly run that dies halfway through its
+    fourth night is found."""
+    s = Stream(6)
+    ctx = lambda t: {"model": "m1", "provider": "acme"}  # noqa: E731
+    day = 86_400_000
+    dies = THU + 3 * day + 150 * MIN  # fourth night, 02:30
+    for d in range(5):
+        jitter = s.rng.randint(-15, 15) * MIN
+        s.requests("nightly", THU + d * day + 80 * MIN + jitter, THU + d * day + 170 * MIN + jitter,
+                   lambda t: 40.0, ctx)
+        end = THU + d * day + 300 * MIN if d != 3 else dies
+        s.requests("long-batch", THU + d * day + jitter, end, lambda t: 30.0, ctx)
+    incidents = s.run()
+    routes = {m["route"] for m in incidents}
+    assert "nightly" not in routes, [m["signals"] for m in incidents if m["route"] == "nightly"]
+    opened = [m for m in incidents if m["route"] == "long-batch" and m["event"] == "opened"]
+    assert len(opened) == 1, [(m["detected_at"], m["signals"]) for m in opened]
+    assert dies <= _ms(opened[0]["detected_at"]) <= dies + 15 * MIN

@@ -210,14 +210,15 @@ def test_low_volume_route_does_not_fire_on_one_error() -> None:
 
 
 def test_traffic_drop_to_zero_fires_request_volume() -> None:
-    """A busy route that stops sending fires request_volume as a drop (performance)."""
+    """A busy route that stops sending fires request_volume as a drop (performance), also in an hour it
+    has no history of yet, once it has sent without a break for longer than CountTest.min_run_ms."""
 
     def shape(i: int, rng: random.Random) -> WindowAggregate:
-        return normal(i, rng) if i < 300 else window(i, rng, requests=0)
+        return normal(i, rng) if i < 400 else window(i, rng, requests=0)
 
-    out = run(shape, 330)
+    out = run(shape, 430)
     vol = fired(out, "request_volume")
-    assert vol and 300 <= vol[0] <= 310
+    assert vol and 400 <= vol[0] <= 410
     assert {f.incident_type for f in out[vol[0]] if f.signal == "request_volume"} == {"performance"}
 
 
@@ -241,9 +242,9 @@ def test_proportion_and_count_tests_judge_counts() -> None:
         p.update(1, 100)
     assert not p.update(1, 1).anomalous  # one of one is not evidence
     c = CountTest()
-    for i in range(120):
+    for i in range(400):  # over six hours of traffic (see CountTest.min_run_ms)
         c.update(50, i * MINUTE)
-    assert c.update(0, 120 * MINUTE).anomalous  # 50 expected, 0 seen
+    assert c.update(0, 400 * MINUTE).anomalous  # 50 expected, 0 seen
 
 
 # -- warm-up, persistence and hysteresis ----------------------------------------------

@@ -254,6 +254,10 @@ class ProportionTest(Stateful):
             self.recent_n -= n
 
 
+#: Empty windows in a row that end a run of traffic (see CountTest.min_run_ms).
+RUN_GAP = 30
+
+
 class CountTest(Stateful):
     """Traffic volume against what the time of day predicts (Poisson), both directions.
 
@@ -268,7 +272,13 @@ class CountTest(Stateful):
     a business route at a quarter of its weekday traffic on its first
     Saturday is not a stop. For drops, such an hour expects only the least
     the route has shown at any hour it has history of, so a stop on a route
-    with steady traffic around the clock stays detectable. :attr:`familiar`
+    with steady traffic around the clock stays detectable. An hour without
+    history is judged for drops only after ``min_run_ms`` of unbroken traffic
+    (a nightly batch ending its first run is no stop), and learns what it
+    sees even when that is judged anomalous, so a schedule (hours with no
+    traffic) is learned within days. Within an hour with history, a drop is
+    measured against the least of that hour and its neighbours: traffic
+    that starts or ends inside the hour does not make a stop. :attr:`familiar`
     says whether the last judgement had history of its kind of day (and at
     least a day of history in all); a drop judged without it is a weak
     signal (triage keeps its severity low).
@@ -296,6 +306,7 @@ class CountTest(Stateful):
         slot_min: int = 30,
         slots: int = 24,
         fast_half_life: float = 10.0,
+        min_run_ms: int = 6 * 3_600_000,
     ):
         self.alpha = alpha
         self.min_expected = min_expected
@@ -307,6 +318,7 @@ class CountTest(Stateful):
         self.slot_min = slot_min
         self.slots = slots
         self.fast_half_life = fast_half_life
+        self.min_run_ms = min_run_ms
         super().__init__()
 
     def _reset(self) -> None:
@@ -321,6 +333,12 @@ class CountTest(Stateful):
         self.since = -1
         #: Whether the last judgement had history of its hour on its kind of day and a day in all.
         self.familiar = False
+        #: Start of the current run of traffic (no RUN_GAP empty windows in a row), and empty windows
+        #: since the last with traffic.
+        self.run_start = -1
+        self.gap = 0
+        #: Bit per slot: learned from windows judged anomalous (its level is not yet familiar).
+        self.odd = 0
 
     def _slot(self, ts_ms: int) -> int:
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
@@ -344,23 +362,34 @@ class CountTest(Stateful):
 
     def expected_floor(self, ts_ms: int) -> tuple[float, bool]:
         """What a drop is measured against in the window starting at ``ts_ms``, and whether it is
-        familiar: the hour's own slot when it has history; on a kind of day without history, the
-        least the route has shown at any hour with history (never the other kind's same hour)."""
+        familiar: the least of the hour's own slot and its neighbours when it has history; else (after
+        ``min_run_ms`` of unbroken traffic) the least of the recent level and what the route has shown
+        at any hour with history (never the other kind of day's same hour: a business route's Saturday
+        is not its Friday)."""
         s = self._slot(ts_ms)
         if self.slot_n[s] >= self.slot_min:
-            return self.slot_level[s], 0 <= self.since <= ts_ms - 86_400_000
-        half = s - s % self.slots  # the first slot of this kind of day
-        if any(self.slot_n[i] >= self.slot_min for i in range(half, half + self.slots)):
-            # this kind of day has history, not yet this hour: the recent level, or less if the
-            # other kind of day is lower at this hour (an office route's evening on its first Saturday)
-            other = (s + self.slots) % (2 * self.slots)
-            if self.slot_n[other] >= self.slot_min:
-                return min(self._unslotted(), self.slot_level[other]), False
-            return self._unslotted(), False
-        shown = [lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min]
-        if shown:
-            return min(min(shown), self._unslotted()), False
-        return self._unslotted(), False
+            half = s - s % self.slots  # the first slot of this kind of day
+            # the least of this hour and its neighbours: traffic that starts or ends within the hour (a
+            # nightly batch, office hours) runs out before the hour's level says, on an ordinary day
+            # (a neighbour without history of this kind of day is taken from the other kind)
+            lam = self.slot_level[s]
+            for i in (half + (s - half - 1) % self.slots, half + (s - half + 1) % self.slots):
+                if self.slot_n[i] < self.slot_min:
+                    i = (i + self.slots) % (2 * self.slots)
+                if self.slot_n[i] >= self.slot_min and self.slot_level[i] < lam:
+                    lam = self.slot_level[i]
+            return lam, 0 <= self.since <= ts_ms - 86_400_000 and not self.odd >> s & 1
+        if self.run_start < 0 or ts_ms - self.run_start < self.min_run_ms or self.gap >= RUN_GAP:
+            # an hour without history, and no long run of traffic to go by: a route that has only ever
+            # sent for an hour or two (a nightly batch on its first night) ending its run is no stop
+            return 0.0, False
+        # an hour without history: the recent level, or less if the route has shown less at any hour
+        # it has history of (an office route's first evening, or its first Saturday)
+        lam = self._unslotted()
+        for lv, n in zip(self.slot_level, self.slot_n, strict=True):
+            if n >= self.slot_min and lv < lam:
+                lam = lv
+        return lam, False
 
     def evaluate(self, count: int, ts_ms: int) -> Judgement:
         """Judge this window (pooled with recent ones for drops); does not learn."""
@@ -400,7 +429,20 @@ class CountTest(Stateful):
     def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
         """Update the overall and slot levels (skipped for weight 0); track the span."""
         self.recent.append([count, round(self.expected_floor(ts_ms)[0], 4)])
+        if count > 0:
+            if self.run_start < 0 or self.gap >= RUN_GAP:
+                self.run_start = ts_ms
+            self.gap = 0
+        else:
+            self.gap += 1
         if weight <= 0:
+            s = self._slot(ts_ms)
+            if self.slot_n[s] < self.slot_min:
+                # an hour without history learns what it sees, even a stop: else a route whose
+                # traffic always ends in this hour (a schedule) would be judged stopped every day;
+                # it is not familiar until ordinary traffic has been learned there
+                self._learn_slot(s, count)
+                self.odd |= 1 << s
             return
         if self.since < 0:
             self.since = ts_ms
@@ -409,7 +451,10 @@ class CountTest(Stateful):
         fa = ew_weight(self.fast_half_life, self.n)
         self.fast += fa * (count - self.fast)
         self.n += 1
-        self._learn_slot(self._slot(ts_ms), count)
+        s = self._slot(ts_ms)
+        self._learn_slot(s, count)
+        if count > 0:
+            self.odd &= ~(1 << s)
 
     def _learn_slot(self, s: int, count: int) -> None:
         sa = ew_weight(self.slot_half_life, self.slot_n[s])

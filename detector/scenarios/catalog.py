@@ -32,10 +32,15 @@ MODEL_PRICES: dict[str, tuple[float, float]] = {
     "claude-3-5-sonnet-20241022": (0.003, 0.015),
     "claude-3-5-sonnet-20250219": (0.003, 0.015),
     "claude-3-opus-20240229": (0.015, 0.075),
+    "gemini-1.5-flash-001": (0.000075, 0.0003),
+    "gemini-1.5-flash-002": (0.000075, 0.0003),
+    "gemini-1.5-pro-001": (0.00125, 0.005),
+    "gemini-1.5-pro-002": (0.00125, 0.005),
 }
 
 MODEL_PROVIDER: dict[str, str] = {
-    m: ("openai" if m.startswith(("gpt", "o1")) else "anthropic") for m in MODEL_PRICES
+    m: ("openai" if m.startswith(("gpt", "o1")) else "google" if m.startswith("gemini") else "anthropic")
+    for m in MODEL_PRICES
 }
 
 # Same price, newer snapshot: a model change that only moves latency.
@@ -44,6 +49,8 @@ SNAPSHOT_UPGRADE: dict[str, str] = {
     "gpt-4o-2024-08-06": "gpt-4o-2024-11-20",
     "claude-3-5-haiku-20241022": "claude-3-5-haiku-20250301",
     "claude-3-5-sonnet-20241022": "claude-3-5-sonnet-20250219",
+    "gemini-1.5-flash-001": "gemini-1.5-flash-002",
+    "gemini-1.5-pro-001": "gemini-1.5-pro-002",
 }
 
 # A pricier model: a model change that moves cost (x3.75 .. x16).
@@ -52,6 +59,7 @@ EXPENSIVE_UPGRADE: dict[str, str] = {
     "gpt-4o-2024-08-06": "o1-2024-12-17",
     "claude-3-5-haiku-20241022": "claude-3-5-sonnet-20241022",
     "claude-3-5-sonnet-20241022": "claude-3-opus-20240229",
+    "gemini-1.5-flash-001": "gemini-1.5-pro-001",
 }
 
 # Background probability per request of each error class (about 1% in all).

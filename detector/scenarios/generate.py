@@ -63,7 +63,13 @@ BASE_REVIEW = (
     ("escalated", 0.01),
     ("overridden", 0.005),
 )
-ACTORS = {"benign": "release-pipeline", "cause": "deploy-bot", "rollback": "oncall-engineer"}
+ACTORS = {
+    "benign": "release-pipeline",
+    "cause": "deploy-bot",
+    "rollback": "oncall-engineer",
+    "canary": "canary-controller",
+    "promote": "canary-controller",
+}
 TEXTS = (
     "reviewer note",
     "wrong figure cited",
@@ -116,6 +122,8 @@ class _Synth:
         self.loop_traces: dict[int, str] = {}
         self.loop_tenants: dict[int, str] = {}
         self.base_errors: dict[str, dict[str, float]] = {}
+        self.start_ms = START_MS
+        self.ttft_routes: frozenset[str] = frozenset(("support-chat", "email-draft"))
 
     # -- small helpers -------------------------------------------------------
     def canary(self) -> str:
@@ -126,7 +134,7 @@ class _Synth:
     def head(self, kind: str, rel_ms: int, route: str, text: str | None = None) -> dict[str, Any]:
         """Common fields; ``text`` is the pre-formatted RFC 3339 form of ``rel_ms`` if known."""
         self.n_ids += 1
-        abs_ms = START_MS + rel_ms
+        abs_ms = self.start_ms + rel_ms
         ts: str | int
         if self.rng.random() < EPOCH_TS_SHARE:
             ts = abs_ms
@@ -199,7 +207,7 @@ class _Synth:
                 tok_in = 0
         elif err == "retrieval_empty":
             latency *= 0.6
-        text = _fmt_ts(START_MS + t)
+        text = _fmt_ts(self.start_ms + t)
         usage = self.head("usage", t, r.name, text)
         usage.update(ctx)
         usage.update(requests=1, input_tokens=tok_in, output_tokens=tok_out, retries=retries)
@@ -214,7 +222,7 @@ class _Synth:
         lat = self.head("latency", t, r.name, text)
         lat.update(ctx)
         lat["latency_ms"] = round(latency, 1)
-        if r.name in ("support-chat", "email-draft") and err is None:
+        if r.name in self.ttft_routes and err is None:
             lat["ttft_ms"] = round(latency * rng.uniform(0.12, 0.3), 1)
         self.out.append((t, lat))
         p_in, p_out = MODEL_PRICES[v["model"]]
@@ -330,6 +338,15 @@ class _Synth:
     # -- file order ----------------------------------------------------------------
     def file_order(self) -> list[dict[str, Any]]:
         """Events in arrival order: ts order, except a few late ones and resent duplicates."""
+        keyed = self.arrivals()
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        return [ev for _, _, ev in keyed]
+
+    def arrivals(self) -> list[tuple[int, int, dict[str, Any]]]:
+        """(arrival ms, sequence, event) for every event, resent duplicates included, unsorted.
+
+        The sequence is the event's index in ``self.out``; a few events arrive 2-8 min late.
+        """
         rng = self.rng
         n = len(self.out)
         late = np.flatnonzero(self.np.random(n) < LATE_SHARE)
@@ -342,11 +359,10 @@ class _Synth:
         for i in dups.tolist():
             t, seq, ev = keyed[i]
             keyed.append((t + rng.randint(500, 90_000), seq, dict(ev)))
-        keyed.sort(key=lambda k: (k[0], k[1]))
-        return [ev for _, _, ev in keyed]
+        return keyed
 
 
-def _label(inj: Injection, loop_trace: str | None) -> Label:
+def _label(inj: Injection, loop_trace: str | None, start_ms: int = START_MS) -> Label:
     details: dict[str, Any] = {}
     if inj.error_rates:
         details["error_rates"] = dict(inj.error_rates)
@@ -375,8 +391,8 @@ def _label(inj: Injection, loop_trace: str | None) -> Label:
     return Label(
         route=inj.route,
         incident_type=inj.incident_type,
-        start_ms=START_MS + inj.start_ms,
-        end_ms=START_MS + inj.end_ms,
+        start_ms=start_ms + inj.start_ms,
+        end_ms=start_ms + inj.end_ms,
         rollback=rollback,
         description=f"{inj.incident_type} on {inj.route}: {what} ({sig}, {mins} min)",
         variant=inj.variant,

@@ -61,7 +61,12 @@ class Label:
 
 @dataclass
 class Scenario:
-    """A generated scenario: events in file order plus ground truth."""
+    """A generated scenario: events in file order plus ground truth.
+
+    ``route_kinds`` (route -> traffic kind, e.g. ``"batch"``) and ``extra`` (more ground
+    truth: releases, late flushes, route profiles) are empty for the default suite and only
+    written to ``labels.json`` when set, so older files load with both empty.
+    """
 
     seed: int
     days: int
@@ -70,6 +75,8 @@ class Scenario:
     labels: list[Label]
     routes: list[str]
     canaries: list[str]
+    route_kinds: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def route_days(self) -> float:
@@ -78,7 +85,7 @@ class Scenario:
 
     def meta(self) -> dict[str, Any]:
         """Everything but the events, JSON-able (the content of ``labels.json``)."""
-        return {
+        meta: dict[str, Any] = {
             "seed": self.seed,
             "days": self.days,
             "start_ms": self.start_ms,
@@ -86,6 +93,11 @@ class Scenario:
             "canaries": self.canaries,
             "labels": [lb.to_dict() for lb in self.labels],
         }
+        if self.route_kinds:
+            meta["route_kinds"] = self.route_kinds
+        if self.extra:
+            meta["extra"] = self.extra
+        return meta
 
     def event_lines(self) -> list[bytes]:
         """The events as JSON lines (bytes, no trailing newline), in file order."""
@@ -99,9 +111,10 @@ def write_scenario(scenario: Scenario, out_dir: str | Path) -> tuple[Path, Path]
     out.mkdir(parents=True, exist_ok=True)
     events_path = out / "events.jsonl"
     labels_path = out / "labels.json"
-    with events_path.open("wb") as fh:
-        for line in scenario.event_lines():
-            fh.write(line)
+    enc = msgspec.json.Encoder()
+    with events_path.open("wb") as fh:  # one line at a time: a week of a fleet is millions of events
+        for ev in scenario.events:
+            fh.write(enc.encode(ev))
             fh.write(b"\n")
     labels_path.write_text(json.dumps(scenario.meta(), indent=2) + "\n", encoding="utf-8")
     return events_path, labels_path
@@ -118,4 +131,6 @@ def read_labels(labels_path: str | Path) -> Scenario:
         labels=[Label.from_dict(d) for d in meta["labels"]],
         routes=list(meta["routes"]),
         canaries=list(meta["canaries"]),
+        route_kinds=dict(meta.get("route_kinds") or {}),
+        extra=dict(meta.get("extra") or {}),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from detector.scenarios.catalog import (
@@ -309,9 +310,14 @@ def initial_versions(route: RouteSpec) -> dict[str, str]:
     return v
 
 
-def _resolve_versions(changes: list[Change]) -> None:
-    """Walk each route's changes in time order and fill from/to versions."""
-    by_route = {r.name: r for r in ROUTES}
+def _resolve_versions(changes: list[Change], routes: Iterable[RouteSpec] = ROUTES) -> None:
+    """Walk each route's changes in time order and fill from/to versions.
+
+    Roles: ``benign`` bumps; ``cause`` and ``canary`` bump and remember the version they
+    replaced; ``rollback`` goes back to it; ``promote`` (a canary going to 100%) repeats
+    the canary's ``from -> to`` and keeps the new version.
+    """
+    by_route = {r.name: r for r in routes}
     state = {name: initial_versions(r) for name, r in by_route.items()}
     top: dict[tuple[str, str], int] = {}
     undo: dict[tuple[str, str], str] = {}
@@ -321,11 +327,13 @@ def _resolve_versions(changes: list[Change]) -> None:
         hi = max(top.get((c.route, key), 0), _num(cur))
         if c.role == "rollback":
             new = undo.pop((c.route, key))
+        elif c.role == "promote":
+            cur, new = undo.pop((c.route, key)), cur
         elif c.kind == "model":
             new = c.target_model or cur
         else:
             new = bump(cur, top=hi)
-        if c.role == "cause":
+        if c.role in ("cause", "canary"):
             undo[(c.route, key)] = cur
         top[(c.route, key)] = max(hi, _num(new))
         c.from_version, c.to_version = cur, new

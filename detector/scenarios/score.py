@@ -17,6 +17,17 @@ Rules, per scenario:
 * a *leak* is any canary string (``CANARY-<seed>-<n>``) anywhere in the
   serialized incident messages or in extra texts (e.g. captured logs).
 
+Added for the fleet suite (none of it changes the figures above):
+
+* a label with ``details["optional"]`` (a provider outage on a route with too
+  little traffic to expect a detection) counts neither as found nor as missed,
+  but an incident matching it is not false;
+* a false incident is *critical* when its highest severity was ``critical``;
+* a label with ``details["group"]`` is *group-right* when a matched incident's
+  latest message has ``group.cause`` with the same ``kind`` and ``value``;
+* a *canary* label (variant ``canary_*``) is found like any other;
+* the p90 delay is the nearest-rank 90th percentile of the delays.
+
 >>> from detector.scenarios.model import Label, Scenario
 >>> lb = Label("r", "cost", 3_600_000, 7_200_000, None, "d")
 >>> sc = Scenario(1, 1, 0, [], [lb], ["r"], ["CANARY-1-0"])
@@ -31,6 +42,7 @@ Rules, per scenario:
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from collections.abc import Iterable
@@ -40,12 +52,47 @@ from typing import Any
 
 from detector.scenarios.model import Label, Scenario
 
-__all__ = ["IncidentView", "LabelResult", "ScenarioScore", "AggregateScore", "score", "aggregate", "group"]
+__all__ = [
+    "IncidentView",
+    "LabelResult",
+    "ScenarioScore",
+    "AggregateScore",
+    "score",
+    "aggregate",
+    "group",
+    "p90",
+    "is_optional",
+]
 
 BEFORE_MS = 5 * 60_000
 AFTER_MS = 15 * 60_000
 CANARY_RE = re.compile(r"CANARY-\d+-\d+")
 BARS = {"found_pct": 95.0, "false_per_route_day": 0.2, "median_delay_min": 10.0}
+FLEET_BARS = {
+    "found_pct": 95.0,
+    "false_per_route_day": 0.1,
+    "median_delay_min": 5.0,
+    "p90_delay_min": 20.0,
+    "rollback_pct": 95.0,
+}
+SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def p90(values: list[float]) -> float | None:
+    """Nearest-rank 90th percentile (None for no values).
+
+    >>> p90([1.0, 2.0, 3.0]), p90([float(i) for i in range(1, 21)]), p90([])
+    (3.0, 18.0, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def is_optional(label: Label) -> bool:
+    """True for a label that counts neither as found nor as missed."""
+    return bool(label.details.get("optional"))
 
 
 def to_ms(value: Any) -> int | None:
@@ -75,6 +122,9 @@ class IncidentView:
     detected_ms: int
     opened: bool
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    severity: str = ""  # the highest severity over its messages
+    signal: str = ""  # signals[0].signal of its first message
+    group_cause: dict[str, Any] | None = None  # group.cause of its latest message
 
     def overlaps(self, label: Label) -> bool:
         """True when [started, detected] meets the label's tolerance window."""
@@ -109,6 +159,10 @@ def group(messages: Iterable[dict[str, Any]]) -> list[IncidentView]:
             for r in (m.get("recommendations") or [])
             if isinstance(r, dict) and r.get("action") == "rollback"
         ]
+        sevs = [str(m.get("severity") or "") for m in msgs]
+        sigs = msgs[0].get("signals") or []
+        grp = msgs[-1].get("group")
+        cause = grp.get("cause") if isinstance(grp, dict) else None
         views.append(
             IncidentView(
                 incident_id=iid,
@@ -118,6 +172,9 @@ def group(messages: Iterable[dict[str, Any]]) -> list[IncidentView]:
                 detected_ms=det_ms,
                 opened=bool(opened),
                 rollbacks=rollbacks,
+                severity=max(sevs, key=lambda x: SEVERITY_RANK.get(x, 0), default=""),
+                signal=str(sigs[0].get("signal") or "") if sigs and isinstance(sigs[0], dict) else "",
+                group_cause=cause if isinstance(cause, dict) else None,
             )
         )
     views.sort(key=lambda v: (v.detected_ms, v.incident_id))
@@ -133,6 +190,11 @@ class LabelResult:
     delay_min: float | None
     rollback_ok: bool | None  # None when the label has no rollback target
     rollback_wrong: bool  # a rollback was recommended though the label has no target
+    group_ok: bool | None = None  # None when the label has no group
+
+    @property
+    def required(self) -> bool:
+        return not is_optional(self.label)
 
 
 @dataclass
@@ -146,18 +208,50 @@ class ScenarioScore:
     false_ids: list[str]
     wrong_type_ids: list[str]
     leaked: list[str]
+    false_views: list[IncidentView] = field(default_factory=list)
 
     @property
     def labels(self) -> int:
-        return len(self.results)
+        return sum(r.required for r in self.results)
 
     @property
     def found(self) -> int:
-        return sum(r.incident_id is not None for r in self.results)
+        return sum(r.incident_id is not None for r in self.results if r.required)
 
     @property
     def delays_min(self) -> list[float]:
-        return [r.delay_min for r in self.results if r.delay_min is not None]
+        return [r.delay_min for r in self.results if r.delay_min is not None and r.required]
+
+    @property
+    def p90_delay_min(self) -> float | None:
+        return p90(self.delays_min)
+
+    @property
+    def false_critical(self) -> int:
+        return sum(v.severity == "critical" for v in self.false_views)
+
+    @property
+    def group_expected(self) -> int:
+        return sum(r.group_ok is not None for r in self.results if r.required)
+
+    @property
+    def group_right(self) -> int:
+        return sum(r.group_ok is True for r in self.results if r.required)
+
+    @property
+    def canary_expected(self) -> int:
+        return sum(r.label.variant.startswith("canary_") for r in self.results if r.required)
+
+    @property
+    def canary_found(self) -> int:
+        return sum(
+            r.label.variant.startswith("canary_") and r.incident_id is not None for r in self.results if r.required
+        )
+
+    @property
+    def rollback_accuracy(self) -> float:
+        exp = self.rollback_expected
+        return 100.0 * self.rollback_right / exp if exp else 100.0
 
     @property
     def false_incidents(self) -> int:
@@ -224,6 +318,14 @@ def score(
         matched.update(v.incident_id for v in hits)
         first = min(hits, key=lambda v: v.detected_ms) if hits else None
         has_rollback = any(v.rollbacks for v in hits)
+        want = lb.details.get("group")
+        group_ok = None
+        if isinstance(want, dict):
+            group_ok = any(
+                (v.group_cause or {}).get("kind") == want.get("kind")
+                and (v.group_cause or {}).get("value") == want.get("value")
+                for v in hits
+            )
         results.append(
             LabelResult(
                 label=lb,
@@ -231,6 +333,7 @@ def score(
                 delay_min=(first.detected_ms - lb.start_ms) / 60_000.0 if first else None,
                 rollback_ok=None if lb.rollback is None else any(v.recommends(lb.rollback) for v in hits),
                 rollback_wrong=lb.rollback is None and has_rollback,
+                group_ok=group_ok,
             )
         )
     false = [v for v in views if v.incident_id not in matched]
@@ -251,6 +354,7 @@ def score(
         false_ids=[v.incident_id for v in false],
         wrong_type_ids=[v.incident_id for v in wrong_type],
         leaked=find_leaks([*texts, *extra_texts], scenario.canaries),
+        false_views=false,
     )
 
 
@@ -259,6 +363,7 @@ class AggregateScore:
     """Pooled figures over several scenarios, with the pass/fail bars."""
 
     scores: list[ScenarioScore]
+    suite: str = "default"  # "fleet": the fleet suite's bars
 
     @property
     def found_pct(self) -> float:
@@ -296,8 +401,34 @@ class AggregateScore:
     def leaks(self) -> int:
         return sum(s.leaks for s in self.scores)
 
+    @property
+    def p90_delay_min(self) -> float | None:
+        return p90([d for s in self.scores for d in s.delays_min])
+
+    @property
+    def false_critical(self) -> int:
+        return sum(s.false_critical for s in self.scores)
+
+    @property
+    def group_expected(self) -> int:
+        return sum(s.group_expected for s in self.scores)
+
+    @property
+    def group_right(self) -> int:
+        return sum(s.group_right for s in self.scores)
+
+    @property
+    def canary_expected(self) -> int:
+        return sum(s.canary_expected for s in self.scores)
+
+    @property
+    def canary_found(self) -> int:
+        return sum(s.canary_found for s in self.scores)
+
     def bars(self) -> list[tuple[str, str, str, bool]]:
-        """(name, value, bar, passed) for each quality bar."""
+        """(name, value, bar, passed) for each quality bar of the suite."""
+        if self.suite == "fleet":
+            return self.fleet_bars()
         delay = self.median_delay_min
         return [
             (
@@ -327,11 +458,58 @@ class AggregateScore:
             ("leaks", str(self.leaks), "0", self.leaks == 0),
         ]
 
+    def fleet_bars(self) -> list[tuple[str, str, str, bool]]:
+        """The fleet suite's bars: stricter on false alarms and delay, plus canaries and groups."""
+        b = FLEET_BARS
+        med, late = self.median_delay_min, self.p90_delay_min
+        fpd = self.false_per_route_day
+        rb = self.rollback_accuracy
+        return [
+            ("found with right type", f"{self.found_pct:.1f}%", ">= 95%", self.found_pct >= b["found_pct"]),
+            (
+                "false incidents / route-day",
+                f"{fpd:.3f}, {self.false_critical} critical",
+                "<= 0.1, 0 crit",
+                fpd <= b["false_per_route_day"] and self.false_critical == 0,
+            ),
+            (
+                "median detection delay",
+                "n/a" if med is None else f"{med:.1f} min",
+                "<= 5 min",
+                med is not None and med <= b["median_delay_min"],
+            ),
+            (
+                "p90 detection delay",
+                "n/a" if late is None else f"{late:.1f} min",
+                "<= 20 min",
+                late is not None and late <= b["p90_delay_min"],
+            ),
+            (
+                "rollback targets right",
+                f"{rb:.1f}% ({self.rollback_right}/{self.rollback_expected}), {self.rollback_wrong} wrong",
+                ">= 95%, 0 wrong",
+                rb >= b["rollback_pct"] and self.rollback_wrong == 0,
+            ),
+            (
+                "canary regressions found",
+                f"{self.canary_found}/{self.canary_expected}",
+                "all",
+                self.canary_found == self.canary_expected,
+            ),
+            (
+                "group right",
+                f"{self.group_right}/{self.group_expected}",
+                "all",
+                self.group_right == self.group_expected,
+            ),
+            ("leaks", str(self.leaks), "0", self.leaks == 0),
+        ]
+
     @property
     def passed(self) -> bool:
         return all(ok for *_, ok in self.bars())
 
 
-def aggregate(scores: list[ScenarioScore]) -> AggregateScore:
-    """Pool several scenario scores."""
-    return AggregateScore(list(scores))
+def aggregate(scores: list[ScenarioScore], suite: str = "default") -> AggregateScore:
+    """Pool several scenario scores (``suite`` picks the bars)."""
+    return AggregateScore(list(scores), suite)
