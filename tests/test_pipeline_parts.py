@@ -30,9 +30,9 @@ SMALL = with_overrides(CONFIG, {"windows": {"idle_evict_s": 600, "max_routes": 2
 
 def multi(lines: list[bytes]) -> list[bytes]:
     """The example over several routes, in its own (slightly out-of-order) file order: a copy on a
-    support route, a sparse silenced one, one that stops after 300 lines (resolving its incidents
-    by eviction), one that sends 5 events then idles out, and a burst of 30 one-event routes that
-    overflows ``max_routes``."""
+    support route, a sparse silenced one, one that stops after 1000 lines, during its tool failure
+    (resolving that incident by eviction), one that sends 5 events then idles out, and a burst of 30
+    one-event routes that overflows ``max_routes``."""
     out: list[bytes] = []
     for i, raw in enumerate(lines):
         e = json.loads(raw)
@@ -41,7 +41,7 @@ def multi(lines: list[bytes]) -> list[bytes]:
                                    ts=e["ts"] + 7000)).encode())
         if i % 5 == 0:
             out.append(json.dumps(dict(e, event_id=f"c-{e['event_id']}", route="batch.job")).encode())
-        if i < 300:
+        if i < 1000:
             out.append(json.dumps(dict(e, event_id=f"d-{e['event_id']}", route="crm.short")).encode())
         if 100 <= i < 105:
             out.append(json.dumps(dict(e, event_id=f"q-{i}", route="quiet.once")).encode())

@@ -339,6 +339,9 @@ class CountTest(Stateful):
         self.gap = 0
         #: Bit per slot: learned from windows judged anomalous (its level is not yet familiar).
         self.odd = 0
+        #: The window size seen (the least step between windows learned, ms), and the last window's start.
+        self.size = 3_600_000
+        self.last_ts = -1
 
     def _slot(self, ts_ms: int) -> int:
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
@@ -362,34 +365,52 @@ class CountTest(Stateful):
 
     def expected_floor(self, ts_ms: int) -> tuple[float, bool]:
         """What a drop is measured against in the window starting at ``ts_ms``, and whether it is
-        familiar: the least of the hour's own slot and its neighbours when it has history; else (after
-        ``min_run_ms`` of unbroken traffic) the least of the recent level and what the route has shown
-        at any hour with history (never the other kind of day's same hour: a business route's Saturday
-        is not its Friday)."""
+        familiar: the least of the hour's own slot and its neighbours when it has history (a
+        neighbour without history of this kind of day is taken from the other kind, else from what the
+        route has shown); else :meth:`_shown`, never the other kind of day's same hour (a business
+        route's Saturday is not its Friday)."""
         s = self._slot(ts_ms)
-        if self.slot_n[s] >= self.slot_min:
-            half = s - s % self.slots  # the first slot of this kind of day
-            # the least of this hour and its neighbours: traffic that starts or ends within the hour (a
-            # nightly batch, office hours) runs out before the hour's level says, on an ordinary day
-            # (a neighbour without history of this kind of day is taken from the other kind)
-            lam = self.slot_level[s]
-            for i in (half + (s - half - 1) % self.slots, half + (s - half + 1) % self.slots):
-                if self.slot_n[i] < self.slot_min:
-                    i = (i + self.slots) % (2 * self.slots)
-                if self.slot_n[i] >= self.slot_min and self.slot_level[i] < lam:
-                    lam = self.slot_level[i]
-            return lam, 0 <= self.since <= ts_ms - 86_400_000 and not self.odd >> s & 1
-        if self.run_start < 0 or ts_ms - self.run_start < self.min_run_ms or self.gap >= RUN_GAP:
-            # an hour without history, and no long run of traffic to go by: a route that has only ever
-            # sent for an hour or two (a nightly batch on its first night) ending its run is no stop
-            return 0.0, False
-        # an hour without history: the recent level, or less if the route has shown less at any hour
-        # it has history of (an office route's first evening, or its first Saturday)
+        if self.slot_n[s] < self.slot_min:
+            return self._shown(ts_ms), False
+        # the least of this hour and its neighbours: traffic that starts or ends within the hour (a
+        # nightly batch, office hours) runs out before the hour's level says, on an ordinary day
+        half = s - s % self.slots  # the first slot of this kind of day
+        lam = self.slot_level[s]
+        other = (s + self.slots) % (2 * self.slots)
+        for i in (half + (s - half - 1) % self.slots, half + (s - half + 1) % self.slots):
+            if self.slot_n[i] >= self.slot_min:
+                lv = self.slot_level[i]
+            else:
+                j = (i + self.slots) % (2 * self.slots)  # the other kind of day's shape, at this day's level
+                if self.slot_n[j] >= self.slot_min and self.slot_n[other] >= self.slot_min:
+                    lv = self.slot_level[j] * min(1.0, self.slot_level[s] / max(self.slot_level[other], 1e-4))
+                elif not self._running(ts_ms):
+                    lv = 0.0  # a route that has only sent for a while may end its run in the next hour
+                else:
+                    continue  # nothing known of the next hour; the route has sent without a break
+            if lv < lam:
+                lam = lv
+        # familiar: the hour has been seen on an earlier day of its kind (not only today), ordinary
+        per_hour = 3_600_000 // max(self.size, 1) * self.slots // 24
+        return lam, (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
+                     and not self.odd >> s & 1)
+
+    def _running(self, ts_ms: int) -> bool:
+        """Whether the route has sent without a break (RUN_GAP empty windows) for ``min_run_ms``."""
+        return 0 <= self.run_start <= ts_ms - self.min_run_ms and self.gap < RUN_GAP
+
+    def _shown(self, ts_ms: int) -> float:
+        """An hour without history: nothing without ``min_run_ms`` of unbroken traffic (a route that has
+        only ever sent for an hour or two, a nightly batch on its first night, ending its run is no
+        stop); else the least of the recent level and what the route has shown at any hour with history
+        (an office route's first evening, or its first Saturday)."""
+        if not self._running(ts_ms):
+            return 0.0
         lam = self._unslotted()
         for lv, n in zip(self.slot_level, self.slot_n, strict=True):
             if n >= self.slot_min and lv < lam:
                 lam = lv
-        return lam, False
+        return lam
 
     def evaluate(self, count: int, ts_ms: int) -> Judgement:
         """Judge this window (pooled with recent ones for drops); does not learn."""
@@ -429,6 +450,9 @@ class CountTest(Stateful):
     def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
         """Update the overall and slot levels (skipped for weight 0); track the span."""
         self.recent.append([count, round(self.expected_floor(ts_ms)[0], 4)])
+        if 0 <= self.last_ts < ts_ms and ts_ms - self.last_ts < self.size:
+            self.size = ts_ms - self.last_ts
+        self.last_ts = ts_ms
         if count > 0:
             if self.run_start < 0 or self.gap >= RUN_GAP:
                 self.run_start = ts_ms

@@ -48,6 +48,9 @@ ERROR_SIGNALS = ("errors_", "slo_burn_rate", "guardrail_error_rate")
 MAX_RUNTIME_SILENCES = 1000
 #: Resolved incident ids remembered, so a late command on one is recognised.
 RESOLVED_MEMORY = 1000
+#: A route's traffic gone this long (event time) is a confirmed stop; before, it may be a log shipper
+#: flushing late, and the incident is at most medium (it is escalated once the stop lasts).
+STOP_CONFIRM_MS = 15 * 60_000
 #: Share of a kind's traffic at which one version carries all of it (the rest is in-flight noise).
 ONE_VERSION = 0.9
 #: Types whose affected requests are specific events (errors, bad reviews).
@@ -292,6 +295,8 @@ class IncidentEngine:
             sev = bump(sev)
         if not o.strong:
             sev = "low"  # a drop on a kind of day (or a route) without history: no page at night for it
+        elif o.stopped and w.end - o.started < STOP_CONFIRM_MS and rank(sev) > rank("medium"):
+            sev = "medium"  # a stop this short may be a late log flush: escalated if it lasts
         target_before, group_before = o.rollback, self.groups.public(o.group)
         if o.group is None and len(o.windows) <= 3 + LEAD_WINDOWS:
             self._place(o, w)
