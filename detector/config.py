@@ -131,8 +131,9 @@ class WindowsConfig(_Model):
 
     size_s: int = Field(60, ge=1, le=3600)
     allowed_lateness_s: int = Field(120, ge=0, le=86400)
-    #: Routes that send nothing for this long are evicted (their incidents resolved).
-    idle_evict_s: int = Field(86400, ge=60)
+    #: Routes that send nothing for this long are evicted (their incidents resolved, what was learned
+    #: forgotten). Four days: a weekday-only job keeps its learning over a long weekend.
+    idle_evict_s: int = Field(345600, ge=60)
     #: A timestamp this far ahead of stream time is rejected as absurd.
     max_future_s: int = Field(3600, ge=1)
     #: An event this far ahead of stream time (or this far behind a closed window) comes from a skewed

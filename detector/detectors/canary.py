@@ -15,6 +15,11 @@ version is clearly worse:
   at least 1.5x the old one's;
 * cost per request: at least 2.5x the old one's, on enough requests each.
 
+The old side starts from the route's own recent traffic before the change
+(forgotten over hours; a few thousand requests at most), so a quiet route's
+comparison does not wait for the old version to gather errors of its own.
+A comparison is judged only while the old version carries at least as much of
+the traffic since the change as the new one (a canary, not a full rollout).
 The comparison ends when the change is rolled back (a ``change`` back to the
 old version), when one side stops serving (promoted or withdrawn), or after
 a day. Which version serves the per-window majority plays no part, so a
@@ -68,17 +73,22 @@ __all__ = ["CanaryWatch", "CANARY_SIGNALS"]
 
 #: Signal names of the comparison, one per measure.
 CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_cost")
-#: Conditional binomial p-value below which the new version holds too many of the bad events.
-ALPHA = 1e-6
+#: Conditional binomial p-value below which the new version holds too many of the bad events (a comparison
+#: runs only after an explicit change, for a while: few tests, so a looser level than the rate tests').
+ALPHA = 1e-5
+#: The route's own traffic before a change stands for the old version's past: forgotten with this
+#: half-life (windows), and at most this many requests of it are carried into a comparison.
+HISTORY_HALF_LIFE = 360.0
+HISTORY_REQUESTS = 5000.0
 #: Welch's t on log latency above which the new version is slower.
 LATENCY_T = 5.0
 #: Effect sizes: rate ratio and difference (errors, reviews), latency and cost ratios.
 RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
 LATENCY_RATIO, COST_RATIO = 1.5, 2.5
 #: Fewest samples per side: bad events on the new version, latency samples, requests for cost.
-MIN_BAD, MIN_LATENCY, MIN_COST = 4, 8, 30
+MIN_BAD, MIN_LATENCY, MIN_COST = 4, 8, 10
 #: Windows with traffic on one side only after which the comparison ends, and its longest life.
-ENDS_AFTER = 30
+ENDS_AFTER = 15
 MAX_LIFE_MS = 86_400_000
 #: Comparisons followed per route at once (the oldest go first).
 MAX_ACTIVE = 4
@@ -94,6 +104,8 @@ class CanaryWatch:
     def __init__(self) -> None:
         #: key (change kind, or ``tool:<identity>``) -> comparison state
         self.active: dict[str, dict[str, Any]] = {}
+        #: The route's counters while no comparison runs, exponentially forgotten: the old version's past.
+        self.history = _stats()
         #: The comparison behind the last anomalous judgement: its kind and old version.
         self.last: dict[str, str] | None = None
 
@@ -105,9 +117,13 @@ class CanaryWatch:
         for key in list(self.active):
             if not self._pool(key, self.active[key], w):
                 del self.active[key]
+        if not self.active and w.events:
+            self._remember(w)
         quiet = Judgement(False, 0.0, 0.0, 0.0, 0.0)
         out = dict.fromkeys(CANARY_SIGNALS, quiet)
         for c in self.active.values():
+            if c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2:
+                continue  # the old version no longer carries most of the traffic: a rollout, not a canary
             for name, r in _judge(c).items():
                 if r.anomalous and (not out[name].anomalous or r.score > out[name].score):
                     out[name] = r
@@ -130,8 +146,10 @@ class CanaryWatch:
             del self.active[key]  # rolled back, or promoted: the comparison is over
             return
         self.active.pop(key, None)
+        scale = min(1.0, HISTORY_REQUESTS / self.history[V_REQUESTS]) if self.history[V_REQUESTS] > 0 else 1.0
         self.active[key] = {"kind": kind, "old": str(old), "new": str(new), "since": int(ch.get("ts", 0)),
-                            "n": _stats(), "o": _stats(), "errors": {}, "one_sided": 0}
+                            "n": _stats(), "o": [x * scale for x in self.history], "errors": {}, "one_sided": 0,
+                            "own_old": 0.0}
         while len(self.active) > MAX_ACTIVE:
             del self.active[next(iter(self.active))]
 
@@ -154,12 +172,24 @@ class CanaryWatch:
             if st is not None:
                 for i, x in enumerate(st[:N_STATS]):
                     acc[i] += x
+        if old is not None:
+            c["own_old"] += old[V_REQUESTS] + old[V_LAT_N] / 2
         if new is not None and new[V_ERRORS] > 0 and w.errors:
             errs: dict[str, int] = c["errors"]
             for cls, k in w.errors.items():
                 if len(errs) < 16 or cls in errs:
                     errs[cls] = errs.get(cls, 0) + k
         return True
+
+    def _remember(self, w: WindowAggregate) -> None:
+        """Fold the window's counters (all versions) into the route's history."""
+        h = self.history
+        decay = 0.5 ** (1.0 / HISTORY_HALF_LIFE)
+        for i in range(N_STATS):
+            h[i] *= decay
+        for st in w.contexts.values():
+            for i, x in enumerate(st[:N_STATS]):
+                h[i] += x
 
     def error_class(self) -> str | None:
         """The most frequent error class in the windows of the comparisons running (for the type)."""
@@ -172,15 +202,19 @@ class CanaryWatch:
 
     def to_dict(self) -> dict[str, Any]:
         return {"active": {k: dict(c, n=list(c["n"]), o=list(c["o"]), errors=dict(c["errors"]))
-                           for k, c in self.active.items()}, "last": self.last}
+                           for k, c in self.active.items()}, "last": self.last,
+                "history": [round(x, 6) for x in self.history]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CanaryWatch:
         watch = cls()
         for k, c in d.get("active", {}).items():
             watch.active[str(k)] = dict(c, n=[float(x) for x in c["n"]], o=[float(x) for x in c["o"]],
-                                        errors={str(e): int(n) for e, n in c["errors"].items()})
+                                        errors={str(e): int(n) for e, n in c["errors"].items()},
+                                        own_old=float(c.get("own_old", 0.0)))
         watch.last = d.get("last")
+        hist = [float(x) for x in d.get("history", [])][:N_STATS]
+        watch.history = hist + [0.0] * (N_STATS - len(hist))
         return watch
 
 

@@ -256,6 +256,9 @@ class ProportionTest(Stateful):
 
 #: Empty windows in a row that end a run of traffic (see CountTest.min_run_ms).
 RUN_GAP = 30
+#: An hour whose level is at most this share of the route's busiest is its night (see expected_floor).
+NIGHT_SHARE = 0.1
+
 
 
 class CountTest(Stateful):
@@ -343,6 +346,7 @@ class CountTest(Stateful):
         self.size = 3_600_000
         self.last_ts = -1
 
+
     def _slot(self, ts_ms: int) -> int:
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
         weekend = (int(ts_ms // 86_400_000) + 3) % 7 >= 5  # 1970-01-01 was a Thursday
@@ -392,8 +396,17 @@ class CountTest(Stateful):
                 lam = lv
         # familiar: the hour has been seen on an earlier day of its kind (not only today), ordinary
         per_hour = 3_600_000 // max(self.size, 1) * self.slots // 24
-        return lam, (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
-                     and not self.odd >> s & 1)
+        familiar = (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
+                    and not self.odd >> s & 1)
+        top = max((lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min),
+                  default=0.0)
+        if self.slot_level[s] <= NIGHT_SHARE * top:
+            # the route's night: where the UTC day kinds meet a route whose users live elsewhere (its
+            # Sunday evening is Monday in UTC), so the lower kind of day; and a drop in a trickle is weak
+            if self.slot_n[other] >= self.slot_min and self.slot_level[other] < lam:
+                lam = self.slot_level[other]
+            familiar = False
+        return lam, familiar
 
     def _running(self, ts_ms: int) -> bool:
         """Whether the route has sent without a break (RUN_GAP empty windows) for ``min_run_ms``."""

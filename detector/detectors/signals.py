@@ -77,6 +77,14 @@ class LevelShift(Stateful):
         whatever the unit (milliseconds, dollars per request, tokens).
     core_threshold
         The core's score (before its hold-off) at which a value is surprising.
+    cusum_h
+        With ``cusum_h > 0``, in hours with history of their own, a one-sided CUSUM of the guard's
+        z-scores (each capped at 4, less
+        ``cusum_k``) also makes a value anomalous once it reaches ``cusum_h``, if the value is at
+        least ``cusum_ratio`` x baseline: a ramp that creeps up over half an hour is found before it
+        is a level shift. Values adding to the sum are not learned (the baseline would follow the
+        ramp); a sum that has been over ``cusum_h`` for ``cusum_accept`` values is reset, so a slower
+        level that lasts becomes the new normal instead of an alarm that never ends.
     """
 
     def __init__(
@@ -91,6 +99,10 @@ class LevelShift(Stateful):
         min_value: float = 0.0,
         floor: float = 1.0,
         core_threshold: float = 0.5,
+        cusum_h: float = 0.0,
+        cusum_k: float = 1.5,
+        cusum_ratio: float = 1.3,
+        cusum_accept: int = 90,
     ):
         self.z = z
         self.min_ratio = min_ratio
@@ -102,6 +114,10 @@ class LevelShift(Stateful):
         self.min_value = min_value
         self.floor = floor
         self.core_threshold = core_threshold
+        self.cusum_h = cusum_h
+        self.cusum_k = cusum_k
+        self.cusum_ratio = cusum_ratio
+        self.cusum_accept = cusum_accept
         super().__init__()
 
     def _reset(self) -> None:
@@ -112,6 +128,8 @@ class LevelShift(Stateful):
         self.slot_n = [0] * 24
         self.core = core_detector()
         self.active = False  # the last judged value was anomalous
+        self.cusum = 0.0  # one-sided CUSUM of the guard's z-scores (see cusum_h)
+        self.over = 0  # judged values since the sum last went over cusum_h
 
     @staticmethod
     def _slot(ts_ms: int) -> int:
@@ -132,14 +150,23 @@ class LevelShift(Stateful):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
         return self._judge(x, ts_ms, n, self.core.surprise(math.log(max(x, self.floor))))
 
-    def _judge(self, x: float, ts_ms: int, n: int, score: float) -> Judgement:
+    def _z(self, x: float, ts_ms: int, n: int) -> tuple[float, float, float]:
+        """(expected log value, the window's scale, z of ``x``) against the guard's baseline."""
         mu = self._expected(ts_ms)
         scale = max(1.25 * self.dev / math.sqrt(n) if n > 1 else 1.25 * self.dev, self.min_scale)
+        return mu, scale, (math.log(max(x, self.floor)) - mu) / scale
+
+    def _judge(self, x: float, ts_ms: int, n: int, score: float, cusum: float = 0.0) -> Judgement:
+        mu, scale, z = self._z(x, ts_ms, n)
         base = math.exp(mu)
         up_thr = max(math.exp(mu + self.z * scale), base * self.min_ratio)
         up = self.direction != "down" and x >= up_thr and x >= self.min_value
         if self.direction == "up":
-            return Judgement((self.active or score >= self.core_threshold) and up, x, base, up_thr, score)
+            anomalous = (self.active or score >= self.core_threshold) and up
+            if not anomalous and self.cusum_h > 0 and cusum >= self.cusum_h and z >= self.cusum_k \
+                    and x >= base * self.cusum_ratio and x >= self.min_value:
+                return Judgement(True, x, base, base * self.cusum_ratio, min(1.0, cusum / (2 * self.cusum_h)))
+            return Judgement(anomalous, x, base, up_thr, score)
         down_thr = min(math.exp(mu - self.z * scale), base / self.min_ratio)
         down = x <= down_thr
         surprising = self.active or score >= self.core_threshold
@@ -172,12 +199,26 @@ class LevelShift(Stateful):
             return Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
         y = math.log(max(x, self.floor))
         final = self.core.assess(y)  # one evaluation of the core, for both the score and its learning
+        drifting = False
         if self.n < 2:
             r = Judgement(False, x, math.nan, math.nan, 0.0, judged=False)
         else:
-            r = self._judge(x, ts_ms, n, final[0])
+            if self.cusum_h > 0 and self.slot_n[self._slot(ts_ms)] < self.slot_min:
+                self.cusum, self.over = 0.0, 0  # only against the hour's own history (no slow drift of
+                # a quantile's bias between quiet and busy hours)
+            elif self.cusum_h > 0:
+                z = self._z(x, ts_ms, n)[2]
+                self.cusum = max(0.0, self.cusum + min(z, 4.0) - self.cusum_k)
+                drifting = self.cusum > 0 and z > self.cusum_k
+                if self.cusum >= self.cusum_h:
+                    self.over += 1
+                    if self.over > self.cusum_accept:  # it lasts: the new normal, not an alarm
+                        self.cusum, self.over, drifting = 0.0, 0, False
+                else:
+                    self.over = 0
+            r = self._judge(x, ts_ms, n, final[0], self.cusum)
             self.active = r.anomalous
-        if not r.anomalous:
+        if not r.anomalous and not drifting:
             self.learn(x, ts_ms, n)
             self.core.learn_assessed(y, final)
         return r

@@ -54,6 +54,9 @@ __all__ = ["FleetInjection", "FleetChange", "LateFlush", "FleetPlan", "make_flee
 FULL_ROUTES = 29  # the fleet size the counts below are meant for
 FULL_MINUTES = 7 * 1440 - 75 - 18 * 60  # minutes open to incidents in a week
 BASE_REJECT = 0.05  # rejected + escalated share of reviews when nothing is wrong
+EARLY_MIN = 15  # a step incident's first minutes...
+EARLY_BAD = 5  # ...hold this many bad events (errors) expected
+EARLY_REQUESTS = 15  # ...or this many requests (latency, cost)
 CANARY_SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {  # signal -> (type, change kinds)
     "latency": ("performance", ("model", "config")),
     "error_rate": ("bad_output", ("prompt", "config")),
@@ -164,13 +167,18 @@ class _Planner:
         if inj.variant == "runaway_loop":
             return True
         level = 1.0 - inj.ramp_ms / MIN / 2 / max(1, e - s)  # mean effect over a ramp and hold
+        # a plain step (no ramp, no canary share) must show within its first minutes: a label with one
+        # bad event expected in its first quarter hour is undetectable there by any test
+        step = not inj.ramp_ms and not inj.canary_share
+        early = self.expected(r, s, min(e, s + EARLY_MIN))
         if inj.reject_rate is not None:
             extra = (inj.reject_rate - BASE_REJECT) * level
             return exp * r.review_share * extra >= 10
         if inj.error_rates:
             tool = 1.0 / len(r.tools) if inj.error_tool else 1.0
-            return exp >= 30 and exp * tool * sum(inj.error_rates.values()) * level >= 10
-        return exp >= 30
+            bad = tool * sum(inj.error_rates.values())
+            return exp >= 30 and exp * bad * level >= 10 and (not step or early * bad >= EARLY_BAD)
+        return exp >= 30 and (not step or early >= EARLY_REQUESTS)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def busy(self, r: FleetRoute, s: int, e: int) -> bool:
