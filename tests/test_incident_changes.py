@@ -131,14 +131,30 @@ def test_failures_without_change_give_none() -> None:
 
 
 def test_change_long_before_lookback_gives_none() -> None:
-    """A change older than the lookback is not a candidate."""
+    """A change older than the lookback, whose version then ran healthy, is not a candidate."""
     t = ChangeTracker()
     run(t, [window(i, {"p1": 20}) for i in range(5)], [])
     run(t, [window(5, {"p2": 20}, change=("prompt", "p1", "p2"))], [])
     late = 5 + LOOKBACK // MIN + 30
+    run(t, [window(i, {"p2": 20}) for i in range(6, late)], [])
     bad = [window(late, {"p2": 20}, errors={"p2": 10}), window(late + 1, {"p2": 20}, errors={"p2": 10})]
     run(t, [], bad)
     assert t.explain("r", "bad_output", late * MIN, bad, LOOKBACK) is None
+
+
+def test_a_standing_change_explains_a_slow_drift_detected_late() -> None:
+    """The last change of a kind, its version still serving and worse since, explains an incident detected
+    long after the lookback (bad outcomes that crept up for hours): nothing healthy came between."""
+    t = ChangeTracker()
+    run(t, [window(i, {"p1": 20}) for i in range(30)], [])
+    run(t, [window(30, {"p2": 20}, change=("prompt", "p1", "p2"))], [])
+    late = 30 + LOOKBACK // MIN + 60
+    drift = [window(i, {"p2": 20}, errors={"p2": 2 + (i - 31) * 6 // (late - 31)}) for i in range(31, late)]
+    run(t, drift, [])  # not yet detected: the windows count as healthy
+    bad = [window(late, {"p2": 20}, errors={"p2": 8}), window(late + 1, {"p2": 20}, errors={"p2": 8})]
+    run(t, [], bad)
+    assert t.explain("r", "bad_output", late * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+    assert 30 * MIN <= t.explained_at < 31 * MIN
 
 
 def test_never_targets_the_bad_version_even_if_briefly_healthy() -> None:

@@ -77,6 +77,8 @@ KEY_CAP = 64
 BASE_MIN_EVENTS = 30
 #: Counters per version in an epoch: 8 for healthy windows, then 8 for the others.
 _N = 8
+#: How long the last change of a kind, its new version still serving, remains a suspect (see explain).
+STANDING_MS = 86_400_000
 #: Share of the traffic since the last change above which a version is part of a split, not new.
 SPLIT_SHARE = 0.1
 #: Change kinds most likely to cause each incident type, best first. The
@@ -203,6 +205,8 @@ class ChangeTracker:
         self.max_routes = max_routes
         self._routes: dict[str, _Route] = {}
         self._stamp = 0
+        #: Event time of the change behind the last target :meth:`explain` returned.
+        self.explained_at = 0
 
     # -- learning -------------------------------------------------------------------
     def observe(self, window: WindowAggregate, healthy: bool) -> None:
@@ -337,6 +341,12 @@ class ChangeTracker:
         then ran healthy for ``settle_ms``, with its healthy traffic no
         worse than the old versions', is not blamed.
 
+        The last change of each kind, while its new version still serves,
+        remains a candidate for :data:`STANDING_MS` before the start, if it
+        tests worse: review rejections that drift up for hours after a prompt
+        change are still laid at its door, however late they are detected.
+        :attr:`explained_at` is the time of the change behind the last target.
+
         A change whose kind the events do not carry (e.g. ``route``) cannot
         be tested; it explains the incident only within ``near_ms`` of the
         start, and ranks after tested candidates. Among candidates: tested
@@ -352,6 +362,14 @@ class ChangeTracker:
         r = self._routes.get(route) or _Route()
         unseen = [w for w in anomalous if w.end > r.last_ms]  # not observed yet
         candidates = self._recent(route, since, first_end)
+        # the last change of each kind whose new version still serves stays a suspect for a day, however
+        # long the evidence took to gather (a slow drift of review rejections); it must test worse
+        standing = set()
+        for key, k in r.kinds.items():
+            last = k.timeline[-1] if k.timeline else None
+            if last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == k.dominant:
+                candidates.append((key, dict(last)))
+                standing.add(id(candidates[-1][1]))
         known = {c["event_id"] for _, c in candidates if c["event_id"] is not None}
         known_to = {(key, c["to_version"]) for key, c in candidates}
         for w in sorted(anomalous, key=lambda w: w.start):
@@ -384,12 +402,15 @@ class ChangeTracker:
             verdict = self._verdict(r, key, c, incident_type, unseen, start_ms)
             if verdict is False or (verdict is None and c["at"] < start_ms - self.near_ms):
                 continue
+            if id(c) in standing and not verdict:
+                continue
             target = self._target(r, key, c)
             if target is None:
                 continue
             rank = (0 if verdict else 1, pref.index(kind) if kind in pref else len(pref), -c["at"])
             if best is None or rank < best[0]:
                 best = (rank, {"kind": kind, "to_version": target})
+                self.explained_at = int(c["at"])
         return None if best is None else best[1]
 
     def _verdict(self, r: _Route, key: str, c: dict[str, Any], incident_type: str,

@@ -102,6 +102,8 @@ class _Open:
         self.group: str | None = None
         #: Its cause fails on other routes at once: no change on this route explains it.
         self.shared = False
+        #: Event time of the change its rollback undoes (kept in the evidence however old), or None.
+        self.cause_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in vars(self).items() if k not in ("windows", "tenants")}
@@ -311,6 +313,7 @@ class IncidentEngine:
             # canary's old version carries most of the traffic too, but the new one serves beside it
             if target is not None and not _all_on(o.windows, target["kind"], target["to_version"]):
                 o.rollback = target
+                o.cause_at = self.changes.explained_at
         silenced = self._silenced(w.route, w.end)
         if opened:
             o.severity = sev
@@ -406,9 +409,12 @@ class IncidentEngine:
         tool = o.subject if o.itype == "tool_failure" else None
         recs = recommend(o.itype, o.route, rc, rollback=o.rollback, tool=tool, severity=o.severity,
                          shared=(o.cause[0], o.cause[1]) if o.shared and o.cause else None)
-        changes = self.changes.recent_changes(o.route, o.started - self.lookback_ms, at)
+        since = o.started - self.lookback_ms
+        if o.cause_at is not None and o.rollback is not None:
+            since = min(since, o.cause_at)
+        changes = self.changes.recent_changes(o.route, since, at)
         evidence = build_evidence(o.windows, o.versions_before, changes,
-                                  start_ms=o.started, lookback_ms=self.lookback_ms)
+                                  start_ms=o.started, lookback_ms=o.started - since)
         blast = {"requests": int(o.aff_requests), "tenants": len(o.tenants),
                  "share": round(min(share, 1.0), 4)}
         inc: Incident = {
