@@ -365,9 +365,9 @@ class ChangeTracker:
         # the last change of each kind whose new version still serves stays a suspect for a day, however
         # long the evidence took to gather (a slow drift of review rejections); it must test worse
         standing = set()
-        for key, k in r.kinds.items():
-            last = k.timeline[-1] if k.timeline else None
-            if last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == k.dominant:
+        for key, kd in r.kinds.items():
+            last = kd.timeline[-1] if kd.timeline else None
+            if last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == kd.dominant:
                 candidates.append((key, dict(last)))
                 standing.add(id(candidates[-1][1]))
         known = {c["event_id"] for _, c in candidates if c["event_id"] is not None}
