@@ -75,7 +75,7 @@ __all__ = ["CanaryWatch", "CANARY_SIGNALS"]
 CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_cost")
 #: Conditional binomial p-value below which the new version holds too many of the bad events (a comparison
 #: runs only after an explicit change, for a while: few tests, so a looser level than the rate tests').
-ALPHA = 1e-5
+ALPHA = 1e-4
 #: The route's own traffic before a change stands for the old version's past: forgotten with this
 #: half-life (windows), and at most this many requests of it are carried into a comparison.
 HISTORY_HALF_LIFE = 360.0
@@ -87,8 +87,9 @@ RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
 LATENCY_RATIO, COST_RATIO = 1.5, 2.5
 #: Fewest samples per side: bad events on the new version, latency samples, requests for cost.
 MIN_BAD, MIN_LATENCY, MIN_COST = 4, 8, 10
-#: Windows with traffic on one side only after which the comparison ends, and its longest life.
-ENDS_AFTER = 15
+#: Requests served by one side while the other served none, after which the comparison ends (a 15%
+#: canary misses 60 requests in a row once in 17,000), and its longest life.
+ENDS_AFTER = 60
 MAX_LIFE_MS = 86_400_000
 #: Comparisons followed per route at once (the oldest go first).
 MAX_ACTIVE = 4
@@ -161,9 +162,10 @@ class CanaryWatch:
         new, old = per.get(c["new"]), per.get(c["old"])
         if new is None and old is None:
             return True
-        if new is None or old is None or new[V_REQUESTS] + new[V_LAT_N] <= 0 \
-                or old[V_REQUESTS] + old[V_LAT_N] <= 0:
-            c["one_sided"] += 1
+        served_new = 0.0 if new is None else new[V_REQUESTS] + new[V_LAT_N] / 2
+        served_old = 0.0 if old is None else old[V_REQUESTS] + old[V_LAT_N] / 2
+        if served_new <= 0 or served_old <= 0:
+            c["one_sided"] += served_new + served_old
             if c["one_sided"] >= ENDS_AFTER:
                 return False
         else:

@@ -59,8 +59,8 @@ def _level(**kw: Any) -> Callable[[RouteConfig], Stateful]:
 
 SIGNALS: tuple[_Spec, ...] = (
     # p50 and p95 also sum their excess (CUSUM): a slowdown that creeps up is found before it is a step
-    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=3.0, cusum_h=20.0)),
-    _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0, cusum_h=25.0)),
+    _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=3.0, cusum_h=12.0, cusum_k=2.0)),
+    _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0, cusum_h=16.0, cusum_k=2.0)),
     _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
     *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
     _Spec("review_rejection_rate", "bad_output",
