@@ -508,3 +508,57 @@ def test_a_failed_send_is_reported_at_flush_so_nothing_is_committed(broker: Embe
     out.changelog(b"k", b"small", 0)
     out.flush(timeout=10)
     producer.close()
+
+
+def test_a_provider_failing_on_routes_of_three_partitions_is_one_group(broker: EmbeddedBroker) -> None:
+    """Three routes on three partitions, one provider failing on all of them at once, a benign config
+    change on one just before: every route's incident carries one group (cause: the provider; together
+    the messages name all three routes), and no rollback is recommended. The partitions' engines share
+    what tells a provider outage from one route's fault, as one replay of the whole stream does."""
+    from tests.test_fleet_detection import MIN, THU, Stream
+
+    routes = {"chat": 20.0, "answers": 8.0, "search": 4.0}
+    assert len({partition_of(r, PARTS) for r in routes}) == PARTS  # one route per partition
+    s = Stream(7)
+    start, end = THU, THU + 8 * 3_600_000
+    out0, out1 = start + 7 * 3_600_000, start + 7 * 3_600_000 + 30 * MIN
+    for route, rate in routes.items():
+        def ctx(t: int, route: str = route) -> dict[str, Any]:
+            version = "cfg-2" if route == "chat" and t >= out0 - 10 * MIN else "cfg-1"
+            return {"model": "m1", "provider": "acme", "config_version": version}
+
+        def err(t: int, c: dict[str, Any]) -> str | None:
+            return "provider_error" if out0 <= t < out1 and s.rng.random() < 0.35 else None
+
+        s.requests(route, start, end, lambda t, r=rate: r, ctx, error=err)
+    s.change(out0 - 10 * MIN, "chat", "config", "cfg-1", "cfg-2")
+    s.events.sort(key=lambda e: e[0])
+    config = service_config(broker.bootstrap)
+    create_topics(broker.bootstrap, {"ai.telemetry": PARTS})
+    run = start_service(config)
+    try:
+        # as telemetry arrives live: the quiet hours at once, then the outage a few minutes at a time, so the
+        # partitions move through event time together (a backlog consumed partition by partition would not)
+        n, cut = 0, out0 - 20 * MIN
+        slices = [[ev for t, ev in s.events if t < cut]]
+        for lo in range(cut, end, 3 * MIN):
+            slices.append([ev for t, ev in s.events if lo <= t < lo + 3 * MIN])
+        for chunk in slices:
+            n += produce(broker.bootstrap, "ai.telemetry", [json.dumps(ev).encode() for ev in chunk], PARTS)
+            wait_for(lambda sent=n: committed(broker.bootstrap, "detector") >= sent, 120, "input committed")
+    finally:
+        run.stop()
+    got = by_key(incidents(read_all(broker.bootstrap, "ai.incidents")))
+    perf: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (_, _seq), m in sorted(got.items(), key=lambda kv: kv[0]):
+        if m["incident_type"] == "performance":
+            perf[m["route"]].append(m)
+    assert set(perf) == set(routes)
+    last = {r: max(ms, key=lambda m: m["seq"]) for r, ms in perf.items()}
+    # partitions run on their own clocks, so a member that resolved before the last one joined keeps the
+    # routes it knew; the group (its id and cause) is one, and together the messages name every route
+    assert all(m["group"] is not None for m in last.values()), last
+    assert len({m["group"]["group_id"] for m in last.values()}) == 1
+    assert {json.dumps(m["group"]["cause"]) for m in last.values()} == {'{"kind": "provider", "value": "acme"}'}
+    assert {r for ms in perf.values() for m in ms if m["group"] for r in m["group"]["routes"]} == set(routes)
+    assert not [r for ms in perf.values() for m in ms for r in m["recommendations"] if r["action"] == "rollback"]

@@ -123,9 +123,13 @@ class _Open:
 
 
 class IncidentEngine:
-    """Implements the pipeline's IncidentStage."""
+    """Implements the pipeline's IncidentStage.
 
-    def __init__(self, config: Config):
+    ``board`` and ``groups`` may be shared by the engines of one process (the service runs one per
+    partition): a provider failing on routes of several partitions is then seen, and grouped, as one.
+    """
+
+    def __init__(self, config: Config, board: ProviderBoard | None = None, groups: GroupBook | None = None):
         self.config = config
         ic = config.incidents
         self.size_ms = config.windows.size_s * 1000
@@ -142,8 +146,8 @@ class IncidentEngine:
         self._before_win: dict[str, WindowAggregate] = {}
         self._recent: dict[str, deque[WindowAggregate]] = {}  # route -> its last closed windows
         self.changes = ChangeTracker()
-        self.board = ProviderBoard()
-        self.groups = GroupBook()
+        self.board = board if board is not None else ProviderBoard()
+        self.groups = groups if groups is not None else GroupBook()
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
         ]
@@ -357,7 +361,7 @@ class IncidentEngine:
         if cause is None:
             return
         o.cause = list(cause)
-        self.groups.expire(w.end, {m.id for m in self.open.values()})
+        self.groups.expire(w.end)
         o.group = self.groups.join(o.id, o.route, cause, o.started)
         members = self.groups.members(o.group)
         if not (o.error_based and cause[0] in ("provider", "model")):
@@ -381,6 +385,8 @@ class IncidentEngine:
     def _resolve(self, key: str, at: int, rc: RouteConfig, by: str | None = None,
                  note: str | None = None) -> list[Incident]:
         o = self.open.pop(key)
+        if o.group is not None:
+            self.groups.closed(o.id)
         self._resolved_ids[o.id] = o.route
         if len(self._resolved_ids) > RESOLVED_MEMORY:
             del self._resolved_ids[next(iter(self._resolved_ids))]
@@ -475,7 +481,6 @@ class IncidentEngine:
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
         self._recent = {r: deque((WindowAggregate.from_dict(w) for w in ws), maxlen=LEAD_WINDOWS)
                         for r, ws in snap.get("recent", {}).items()}
-        self.board = ProviderBoard()
         self.restore_global(snap.get("globals", {}))
         self.board.restore(snap.get("board", {}))
 
@@ -495,7 +500,6 @@ class IncidentEngine:
         """Load :meth:`global_state` output (the change tracker's part is loaded by :meth:`restore_parts`)."""
         self.runtime_silences = copy.deepcopy(d.get("runtime_silences", []))
         self._resolved_ids = dict(d.get("resolved_ids", {}))
-        self.groups = GroupBook()
         self.groups.restore(d.get("groups", {}))
         self.board.restore_recent(d.get("board_recent", {}))
 
@@ -524,7 +528,6 @@ class IncidentEngine:
         """Load :meth:`global_state` and every route's :meth:`route_state` (a fresh engine)."""
         routes = copy.deepcopy(routes)
         self.open, self.heightened, self.before, self._before_win, self._recent = {}, {}, {}, {}, {}
-        self.board = ProviderBoard()
         self.restore_global(glob)
         self.changes = ChangeTracker(**glob.get("changes", {}).get("params", {}))
         for route, d in routes.items():

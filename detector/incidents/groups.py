@@ -148,20 +148,25 @@ class ProviderBoard:
                 "recent": {p: [list(e) for e in ring] for p, ring in self.recent.items()}}
 
     def restore(self, d: dict[str, Any]) -> None:
-        self.base = {(str(p), str(r)): [float(k), float(n)] for p, r, k, n in d.get("base", [])}
-        self.recent = {}
+        """Load :meth:`snapshot` output (added to what a shared board already holds)."""
+        for p, r, k, n in d.get("base", []):
+            self.base[(str(p), str(r))] = [float(k), float(n)]
         self.restore_recent(d.get("recent", {}))
 
     def restore_recent(self, d: dict[str, list[list[Any]]]) -> None:
-        self.recent = {str(p): deque(((str(e[0]), int(e[1]), int(e[2]), int(e[3]), float(e[4])) for e in ring),
-                                     maxlen=RECENT_CAP) for p, ring in d.items()}
+        """Load recent windows; a provider's ring already holding windows (a shared board) is kept."""
+        for p, ring in d.items():
+            if not self.recent.get(str(p)):
+                self.recent[str(p)] = deque(((str(e[0]), int(e[1]), int(e[2]), int(e[3]), float(e[4]))
+                                             for e in ring), maxlen=RECENT_CAP)
 
 
 class GroupBook:
     """Groups of incidents (by incident id) that share a cause."""
 
     def __init__(self) -> None:
-        #: group id -> {"cause": [kind, value], "first": ms, "last": ms, "members": {incident id: route}}
+        #: group id -> {"cause": [kind, value], "first": ms, "last": ms, "members": {incident id: route},
+        #: "open": [ids of members still open]}
         self.groups: dict[str, dict[str, Any]] = {}
 
     def join(self, key: str, route: str, cause: Cause, started_ms: int) -> str:
@@ -180,11 +185,13 @@ class GroupBook:
             g = self.groups.pop(best[1])
             self.groups[best[1]] = g  # most recently active last
             g["members"][key] = route
+            g["open"] = sorted({*g["open"], key})
             g["first"] = min(g["first"], started_ms)
             g["last"] = max(g["last"], started_ms)
             return best[1]
         gid = "grp-" + hashlib.sha256(f"{cause[0]}\x1f{cause[1]}\x1f{started_ms}".encode()).hexdigest()[:16]
-        self.groups[gid] = {"cause": list(cause), "first": started_ms, "last": started_ms, "members": {key: route}}
+        self.groups[gid] = {"cause": list(cause), "first": started_ms, "last": started_ms, "members": {key: route},
+                            "open": [key]}
         while len(self.groups) > GROUP_CAP:
             del self.groups[next(iter(self.groups))]
         return gid
@@ -205,17 +212,26 @@ class GroupBook:
         return {"group_id": gid, "cause": {"kind": g["cause"][0], "value": g["cause"][1]},
                 "routes": routes[:ROUTES_LISTED]}
 
-    def expire(self, now_ms: int, open_keys: set[str]) -> None:
-        """Forget groups with no open member whose last member began long before ``now_ms``."""
-        for gid in [gid for gid, g in self.groups.items()
-                    if g["last"] < now_ms - 2 * GROUP_SPAN_MS and not open_keys & set(g["members"])]:
+    def closed(self, key: str) -> None:
+        """The incident ``key`` resolved (its group stays listed until :meth:`expire` drops it)."""
+        for g in self.groups.values():
+            if key in g["open"]:
+                g["open"] = [k for k in g["open"] if k != key]
+
+    def expire(self, now_ms: int) -> None:
+        """Forget groups with no open member whose last member began long before ``now_ms`` (the book may
+        be shared by the engines of several partitions: what is open is kept in the book itself)."""
+        for gid in [gid for gid, g in self.groups.items() if g["last"] < now_ms - 2 * GROUP_SPAN_MS and not g["open"]]:
             del self.groups[gid]
 
     def snapshot(self) -> dict[str, Any]:
         return {gid: {"cause": list(g["cause"]), "first": g["first"], "last": g["last"],
-                      "members": dict(g["members"])} for gid, g in self.groups.items()}
+                      "members": dict(g["members"]), "open": list(g["open"])} for gid, g in self.groups.items()}
 
     def restore(self, d: dict[str, Any]) -> None:
-        self.groups = {str(gid): {"cause": [str(x) for x in g["cause"]], "first": int(g["first"]),
-                                  "last": int(g["last"]), "members": {str(k): str(r) for k, r in g["members"].items()}}
-                       for gid, g in d.items()}
+        """Load :meth:`snapshot` output; groups already known (a book shared by several engines, each
+        restoring its own, possibly older, copy) are kept as they are."""
+        self.groups.update({str(gid): {"cause": [str(x) for x in g["cause"]], "first": int(g["first"]),
+                                  "last": int(g["last"]), "members": {str(k): str(r) for k, r in g["members"].items()},
+                                  "open": [str(k) for k in g.get("open", g["members"])]}
+                            for gid, g in d.items() if gid not in self.groups})

@@ -48,6 +48,7 @@ from kafka.structs import OffsetAndMetadata
 
 from detector.config import Config
 from detector.incidents.commands import Command, decode_command
+from detector.incidents.groups import GroupBook, ProviderBoard
 from detector.ingest.decode import Rejection
 from detector.metrics import Metrics
 from detector.service.clients import client_kwargs
@@ -117,6 +118,9 @@ class Service:
         self.environ = environ
         self._stop = threading.Event()
         self.tasks: dict[TP, PartitionTask] = {}
+        #: Shared by every partition's incident engine: a provider failing on routes of several partitions
+        #: is one cause, one group (SPEC 2a); groups span the partitions of this process.
+        self.causes = (ProviderBoard(), GroupBook())
         self._pending: set[TP] = set()
         self._consumer: KafkaConsumer | None = None
         self._control: KafkaConsumer | None = None
@@ -262,7 +266,8 @@ class Service:
         restored = self.read_state(pending)
         for tp in pending:
             st = restored[tp]
-            task = PartitionTask(self.config, tp[0], tp[1], st, self._cl_partition(tp[1]), self._dead_letter)
+            task = PartitionTask(self.config, tp[0], tp[1], st, self._cl_partition(tp[1]), self._dead_letter,
+                                 causes=self.causes)
             self.tasks[tp] = task
             self._last_input[tp] = self.mono()
             if task.offset is not None:

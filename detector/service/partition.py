@@ -24,6 +24,8 @@ from typing import Any
 
 from detector.config import Config
 from detector.incidents.commands import Command, decode_command
+from detector.incidents.engine import IncidentEngine
+from detector.incidents.groups import GroupBook, ProviderBoard
 from detector.incidents.mode import ContainmentTracker
 from detector.ingest.decode import Rejection
 from detector.pipeline import Pipeline, Stats
@@ -61,14 +63,17 @@ class PartitionTask:
 
     def __init__(self, config: Config, topic: str, partition: int, restored: Restored,
                  changelog_partition: int,
-                 on_reject: Callable[[bytes, bytes | None, Rejection, str], None]):
+                 on_reject: Callable[[bytes, bytes | None, Rejection, str], None],
+                 causes: tuple[ProviderBoard, GroupBook] | None = None):
         self.config = config
         self.topic = topic
         self.partition = partition
         self.tp = tp_name(topic, partition)
         self.changelog_partition = changelog_partition
         self._on_reject = on_reject
-        self.pipe = Pipeline(config, on_reject=self._reject)
+        # the process's partitions share what tells a provider failing on many routes (and its groups)
+        engine = IncidentEngine(config, *causes) if causes is not None else None
+        self.pipe = Pipeline(config, incidents=engine, on_reject=self._reject)
         self.pipe.dedup.journaling = True
         self.containment = ContainmentTracker()
         if restored.partition is not None:
