@@ -32,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from detector.detectors.canary import CANARY_SIGNALS
 from detector.detectors.routes import SIGNALS
 from detector.events import INCIDENT_TYPES
 from detector.incidents.commands import COMMANDS
@@ -62,7 +63,8 @@ SEVERITIES: frozenset[str] = frozenset({"critical", "high", "medium", "low"})
 INCIDENT_TYPE_NAMES: frozenset[str] = frozenset(INCIDENT_TYPES)
 #: Every signal a route's detector set can fire on (``detector.detectors.routes``).
 SIGNAL_NAMES: frozenset[str] = frozenset(s.name for s in SIGNALS) | {
-    "slo_burn_rate", "guardrail_spend", "guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate"}
+    "slo_burn_rate", "guardrail_spend", "guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate",
+    *CANARY_SIGNALS}
 EVICTION_CAUSES: frozenset[str] = frozenset({"idle", "capacity"})
 #: Operator commands, and ``invalid`` for a control message that did not decode.
 COMMAND_NAMES: frozenset[str] = frozenset(COMMANDS) | {"invalid"}

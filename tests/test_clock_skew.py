@@ -153,8 +153,8 @@ def test_a_whole_producer_ahead_is_left_unjudged_at_the_end() -> None:
 
 def test_work_after_a_jump_does_not_grow_with_its_size() -> None:
     """All traffic jumps forward (a gap in an export, producers back after a long stop): closing the gap
-    costs at most a day of empty windows per route (then the route skips to its events ahead), however
-    long the gap."""
+    costs at most ``idle_evict_s`` of empty windows per route (then the route skips to its events ahead),
+    however long the gap."""
     def work_after_jump(years: int) -> tuple[int, int]:
         head = [usage(f"a{i}", 1_795_770_000_000 + i * 1000, route=f"r{i % 3}") for i in range(60)]
         jump = 1_795_770_000_000 + years * 365 * 86_400_000
@@ -163,7 +163,7 @@ def test_work_after_a_jump_does_not_grow_with_its_size() -> None:
         pipe.process_many(head + tail)
         return pipe.stats.windows_closed, pipe.windower.steps
 
-    day = 86_400 // 60
+    day = Config().windows.idle_evict_s // 60
     one, hundred = work_after_jump(1), work_after_jump(100)
     assert one == hundred
     assert one[0] <= 3 * (day + 2) and one[1] <= day + 5
@@ -176,15 +176,16 @@ def test_the_partial_last_windows_of_a_file_are_not_a_drop() -> None:
     watermark has not passed are judged for what they show (rates, latency), not for their volume."""
     cfg = CONFIG.model_copy(update={"detectors": CONFIG.detectors.model_copy(update={"persistence": 1})})
     t0 = 1_795_770_000_000 - 1_795_770_000_000 % MIN
-    lines = [usage(f"e{i}", t0 + i * 2000) for i in range(30 * 120)]  # 30 a minute for two hours
-    lines.append(usage("spill", t0 + 120 * MIN + 1500))
+    span = 420  # minutes: 30 a minute for seven hours (a route that sends without a break, see CountTest)
+    lines = [usage(f"e{i}", t0 + i * 2000) for i in range(30 * span)]
+    lines.append(usage("spill", t0 + span * MIN + 1500))
     pipe = Pipeline(cfg)
     assert not pipe.process_many(lines)
     at_end = pipe.flush()
     assert not [i for i in at_end if i["event"] == "opened"], at_end
-    assert pipe.stats.windows_closed == 121
+    assert pipe.stats.windows_closed == span + 1
     # the same window, once the watermark has passed it (traffic carried on, then stopped), is a drop
-    more = [usage(f"later{i}", t0 + 126 * MIN + i * 100) for i in range(10)]
+    more = [usage(f"later{i}", t0 + (span + 6) * MIN + i * 100) for i in range(10)]
     pipe = Pipeline(cfg)
     assert not pipe.process_many(lines)
     assert "opened" in [i["event"] for i in pipe.process_many(more)]
@@ -232,13 +233,20 @@ def test_traffic_back_after_a_gap_longer_than_max_future_is_not_rejected() -> No
     """Every route silent for three hours (an outage of the telemetry pipeline), then back: the events after
     the gap used to be rejected as future_timestamp, all of them, for ever (nothing could move stream time
     again). They are held until enough of them agree, then stream time jumps: nothing is lost, the gap's
-    windows close empty (the outage is seen as traffic stopping) and the summary says it jumped."""
+    windows close empty (the outage is seen as traffic stopping, on routes that had sent for long enough to
+    know they send without a break) and the summary says it jumped."""
     t0 = 1_795_770_000_000
-    lines = _steady("a", t0, 3600) + _steady("b", t0 + 3 * 3_600_000, 3600)
+    hours = 7
+    lines = _steady("a", t0, hours * 3600) + _steady("b", t0 + (hours + 3) * 3_600_000, 3600)
     pipe, got = run(lines, config=Config())
-    assert pipe.stats.accepted == 7200 and not pipe.stats.rejected and pipe.stats.jumps == 1
+    assert pipe.stats.accepted == (hours + 1) * 3600 and not pipe.stats.rejected and pipe.stats.jumps == 1
     assert {(i["route"], i["incident_type"]) for i in got if i["event"] == "opened"} == {
         (f"r{k}", "performance") for k in range(3)}
+    # every route of the feed going quiet together: one group, its cause the feed (SPEC 2a)
+    last = {i["incident_id"]: i for i in got}
+    assert {json.dumps(i["group"], sort_keys=True) for i in last.values()} == {json.dumps(
+        {"group_id": next(iter(last.values()))["group"]["group_id"], "cause": {"kind": "feed", "value": "telemetry"},
+         "routes": ["r0", "r1", "r2"]}, sort_keys=True)}
     assert "stream time jumped forward 1 times" in summary(pipe.stats)
 
 

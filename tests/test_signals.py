@@ -18,6 +18,7 @@ from collections.abc import Callable
 import pytest
 
 from detector.config import Config
+from detector.detectors import routes as routes_module
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
 from detector.detectors.proportion import CountTest, ProportionTest
@@ -265,8 +266,10 @@ def test_no_alarm_during_warm_up() -> None:
     assert perf and 200 <= perf[0] <= 203
 
 
-def test_persistence_and_hysteresis_through_the_route() -> None:
-    """An error burst fires from its 2nd anomalous window and clears 5 calm windows after it ends."""
+def test_persistence_and_hysteresis_through_the_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error burst fires from its 2nd anomalous window and clears 5 calm windows after it ends (with the
+    overwhelming-evidence shortcut switched off: it is tested on its own)."""
+    monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
     cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
 
     def shape(i: int, rng: random.Random) -> WindowAggregate:
@@ -290,8 +293,10 @@ def test_persistence_and_hysteresis_through_the_route() -> None:
     assert on[last_hit + 4] and not any(on[last_hit + 5 :])
 
 
-def test_heightened_monitoring_fires_on_the_first_anomalous_window() -> None:
-    """After heighten() (an incident resolved), one anomalous window fires; after the period, two are needed."""
+def test_heightened_monitoring_fires_on_the_first_anomalous_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After heighten() (an incident resolved), one anomalous window fires; after the period, two are needed
+    (overwhelming evidence, tested next, fires at once anyway: it is switched off here)."""
+    monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
     cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
 
     def first_firing(heighten_until: int) -> tuple[int, int]:
@@ -315,6 +320,25 @@ def test_heightened_monitoring_fires_on_the_first_anomalous_window() -> None:
     assert on == hit  # heightened: the first anomalous window fires
     hit, on = first_firing(heighten_until=100 * MINUTE)  # the period ended long before the burst
     assert on == hit + 1
+
+
+def test_overwhelming_evidence_fires_on_its_first_anomalous_window() -> None:
+    """Half of a busy route's requests failing: the count test's p-value is far below 1e-10 on the first
+    anomalous window, which fires at once instead of waiting for a second (persistence guards against
+    one-window flukes, and this is none)."""
+    rd = RouteDetectors(Config.model_validate({"detectors": {"persistence": 2}}))
+    rng = random.Random(0)
+    first_hit = first_on = -1
+    for i in range(330):
+        w = window(i, rng, requests=200)
+        if i >= 300:
+            w.errors = {"validation_error": 100}
+        out = rd.on_window(w)
+        if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
+            first_hit = i
+        if first_on < 0 and any(f.signal == "errors_validation" for f in out):
+            first_on = i
+    assert first_hit >= 300 and first_on == first_hit
 
 
 def test_alarm_warm_up_persistence_hysteresis() -> None:

@@ -44,6 +44,8 @@ AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
 COST_SIGNALS = frozenset(("spend", "cost_per_request", "tokens", "runaway_key"))
 #: Tools followed per route with their own error-rate test.
 MAX_TOOLS = 8
+#: A count test's score (1 - p) at which one anomalous window fires without waiting for persistence.
+OVERWHELMING = 1.0 - 1e-10
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,9 @@ class RouteDetectors:
                 if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
                     start = w.start - (det.onset - 1) * (w.end - w.start)
                 st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
-                on = alarm.step(r.anomalous, need)
+                # a count test's p-value this small is no one-window fluke: no need to wait for a second
+                sure = r.anomalous and r.score >= OVERWHELMING and isinstance(det, ProportionTest | CountTest)
+                on = alarm.step(r.anomalous, 1 if sure else need)
             else:
                 on = alarm.firing  # nothing judged: the alarm stays as it is
             if not on or name not in st.last:

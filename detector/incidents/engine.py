@@ -148,6 +148,9 @@ class IncidentEngine:
         self.changes = ChangeTracker()
         self.board = board if board is not None else ProviderBoard()
         self.groups = groups if groups is not None else GroupBook()
+        #: The name of the stream this engine reads (the service sets its topic/partition): routes of one
+        #: feed going quiet together share it as their cause.
+        self.feed = "telemetry"
         self._silences = [
             (s.route, _ms(s.start), _ms(s.end)) for s in config.silences
         ]
@@ -357,7 +360,7 @@ class IncidentEngine:
         more, is *shared*: a change on this route does not explain it, so no rollback is recommended
         (one recommended before is withdrawn), and neither is one on the other members.
         """
-        cause = _cause(o)
+        cause = ("feed", self.feed) if o.stopped else _cause(o)
         if cause is None:
             return
         o.cause = list(cause)

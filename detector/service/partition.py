@@ -74,6 +74,8 @@ class PartitionTask:
         # the process's partitions share what tells a provider failing on many routes (and its groups)
         engine = IncidentEngine(config, *causes) if causes is not None else None
         self.pipe = Pipeline(config, incidents=engine, on_reject=self._reject)
+        if isinstance(self.pipe.incidents, IncidentEngine):
+            self.pipe.incidents.feed = self.tp  # routes of this partition going quiet together: one cause
         self.pipe.dedup.journaling = True
         self.containment = ContainmentTracker()
         if restored.partition is not None:
