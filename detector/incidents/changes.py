@@ -320,7 +320,7 @@ class ChangeTracker:
         """The rollback target for an incident that a change explains, else None.
 
         Candidates are the changes at ``start - lookback <= at < end of the
-        first anomalous window`` (also explicit changes and never-seen
+        second anomalous window`` (also explicit changes and never-seen
         versions in ``anomalous`` itself, should it not have been observed
         yet). Tool versions are tracked per tool identity (the part of the
         ``tool`` value before ``@``), so a route calling several tools does
@@ -357,7 +357,10 @@ class ChangeTracker:
         made while the route was healthy, its ``from_version``), never the
         change's new version.
         """
-        first_end = min((w.end for w in anomalous), default=start_ms + 1)
+        # the onset is known to a window or two (the windows just before a firing that hold a few of its
+        # errors count as its start): a change in the incident's first two windows is still a candidate
+        ends = sorted(w.end for w in anomalous)
+        first_end = ends[min(1, len(ends) - 1)] if ends else start_ms + 1
         since = start_ms - lookback_ms
         r = self._routes.get(route) or _Route()
         unseen = [w for w in anomalous if w.end > r.last_ms]  # not observed yet

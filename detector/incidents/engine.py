@@ -27,7 +27,7 @@ from detector.incidents.changes import ChangeTracker
 from detector.incidents.commands import Command
 from detector.incidents.containment import recommend
 from detector.incidents.evidence import build_evidence
-from detector.incidents.groups import Cause, GroupBook, ProviderBoard
+from detector.incidents.groups import HINT_MIN, HINT_P, Cause, GroupBook, ProviderBoard
 from detector.incidents.redact import mask
 from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
@@ -314,7 +314,12 @@ class IncidentEngine:
             # a canary comparison names the old version itself: the change is known, and the
             # failing traffic is the new version's minority, so no majority check applies
             o.rollback = {"kind": named[0], "to_version": named[1]}
-        if o.rollback is None and not o.shared and len(o.windows) <= 3 + LEAD_WINDOWS:
+        # other routes on the same provider showing a hint of the same errors: a change on this route is
+        # not blamed yet (the group may form in a minute or two; a rollback once sent cannot be unsent)
+        hint = (o.error_based and o.cause is not None and o.cause[0] == "provider" and not o.shared
+                and self.board.elsewhere(o.cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end,
+                                         p_value=HINT_P, min_errors=HINT_MIN))
+        if o.rollback is None and not o.shared and not hint and len(o.windows) <= 3 + LEAD_WINDOWS:
             target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
             # never "roll back" to the version the anomalous traffic is already on (after a revert); a
             # canary's old version carries most of the traffic too, but the new one serves beside it

@@ -68,6 +68,8 @@ PRIOR_RATE, PRIOR_TRIALS = 0.01, 50.0
 OUTLIER_P = 1e-4
 #: What "the same excess elsewhere" takes: pooled p-value, errors, ratio to what was expected.
 ELSEWHERE_P, ELSEWHERE_MIN, ELSEWHERE_RATIO = 1e-5, 5, 3.0
+#: A hint of it, enough to hold back a rollback while the other routes' evidence gathers.
+HINT_P, HINT_MIN = 1e-3, 3
 
 
 class ProviderBoard:
@@ -110,10 +112,12 @@ class ProviderBoard:
             b[0] = b[0] * decay + min(k, n)
             b[1] = b[1] * decay + max(n, k)
 
-    def elsewhere(self, provider: str, route: str, since_ms: int, until_ms: int) -> bool:
+    def elsewhere(self, provider: str, route: str, since_ms: int, until_ms: int, p_value: float = ELSEWHERE_P,
+                  min_errors: int = ELSEWHERE_MIN) -> bool:
         """Whether routes other than ``route`` show an excess of availability errors on ``provider``
         in windows starting in ``[since_ms, until_ms)``: pooled, surprising under their own baselines
-        (one-sided Poisson), and at least one other route with an excess of its own."""
+        (one-sided Poisson, below ``p_value``, at least ``min_errors``), and at least one other route
+        with an excess of its own."""
         ring = self.recent.get(provider)
         if not ring:
             return False
@@ -126,8 +130,8 @@ class ProviderBoard:
             expected += e
             if k >= 2 and k >= ELSEWHERE_RATIO * e:
                 hot += 1
-        return (hot >= 1 and k_all >= ELSEWHERE_MIN and k_all >= ELSEWHERE_RATIO * expected
-                and poisson_sf(k_all, max(expected, 1e-6)) < ELSEWHERE_P)
+        return (hot >= 1 and k_all >= min_errors and k_all >= ELSEWHERE_RATIO * expected
+                and poisson_sf(k_all, max(expected, 1e-6)) < p_value)
 
     def forget(self, route: str) -> None:
         """Drop a route's baselines (it was evicted)."""
