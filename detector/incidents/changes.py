@@ -343,8 +343,10 @@ class ChangeTracker:
 
         The last change of each kind, while its new version still serves,
         remains a candidate for :data:`STANDING_MS` before the start, if it
-        tests worse: review rejections that drift up for hours after a prompt
-        change are still laid at its door, however late they are detected.
+        tests worse, and was already worse in the windows that still counted
+        as healthy: review rejections that drift up for hours after a prompt
+        change are laid at its door however late they are detected, but a
+        fault that strikes a day after a release is not.
         :attr:`explained_at` is the time of the change behind the last target.
 
         A change whose kind the events do not carry (e.g. ``route``) cannot
@@ -405,7 +407,7 @@ class ChangeTracker:
             verdict = self._verdict(r, key, c, incident_type, unseen, start_ms)
             if verdict is False or (verdict is None and c["at"] < start_ms - self.near_ms):
                 continue
-            if id(c) in standing and not verdict:
+            if id(c) in standing and not (verdict and self._drifted(r, key, c, incident_type)):
                 continue
             target = self._target(r, key, c)
             if target is None:
@@ -451,6 +453,17 @@ class ChangeTracker:
             if verdict:
                 return True
         return False if False in verdicts else None
+
+    def _drifted(self, r: _Route, key: str, c: dict[str, Any], incident_type: str) -> bool:
+        """Whether the change's new version was already worse than the old ones' healthy past in the
+        windows that still counted as healthy (a drift that crept up before it was detected), not only in
+        the incident's own windows (a fault that struck long after the change)."""
+        k = r.kinds.get(key)
+        cur = k.post.get(str(c["to_version"])) if k is not None else None
+        if k is None or cur is None:
+            return False
+        old = _sum(st for v, st in k.base.items() if v != c["to_version"])
+        return any(worse(m, cur[:_N], old) for m in TYPE_MEASURES.get(incident_type, ("errors",)))
 
     def _target(self, r: _Route, key: str, c: dict[str, Any]) -> str | None:
         new, old = c["to_version"], c["from_version"]
