@@ -260,6 +260,18 @@ RUN_GAP = 30
 NIGHT_SHARE = 0.1
 
 
+def _near_weekend_edge(ts_ms: int) -> bool:
+    """Within twelve hours of the UTC weekend's start (Saturday 00:00) or end (Monday 00:00).
+
+    >>> fri_noon = 86_400_000 + 12 * 3_600_000  # 1970-01-02 was a Friday
+    >>> _near_weekend_edge(fri_noon - 1), _near_weekend_edge(fri_noon), _near_weekend_edge(fri_noon + 86_400_000)
+    (False, True, False)
+    """
+    day = (ts_ms // 86_400_000 + 3) % 7  # 0 Monday .. 6 Sunday
+    late = ts_ms // 3_600_000 % 24 >= 12
+    return (day in (4, 6) and late) or (day in (5, 0) and not late)
+
+
 
 class CountTest(Stateful):
     """Traffic volume against what the time of day predicts (Poisson), both directions.
@@ -281,7 +293,11 @@ class CountTest(Stateful):
     sees even when that is judged anomalous, so a schedule (hours with no
     traffic) is learned within days. Within an hour with history, a drop is
     measured against the least of that hour and its neighbours: traffic
-    that starts or ends inside the hour does not make a stop. :attr:`familiar`
+    that starts or ends inside the hour does not make a stop; within half a
+    day of the UTC weekend's edges, and in the route's night (an hour at most
+    a tenth of its busiest), against the lower of the two kinds of day (a
+    route whose users live elsewhere keeps its weekend in other UTC hours),
+    and a drop at night is weak. :attr:`familiar`
     says whether the last judgement had history of its kind of day (and at
     least a day of history in all); a drop judged without it is a weak
     signal (triage keeps its severity low).
@@ -398,6 +414,10 @@ class CountTest(Stateful):
         per_hour = 3_600_000 // max(self.size, 1) * self.slots // 24
         familiar = (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
                     and not self.odd >> s & 1)
+        if self.slot_n[other] >= self.slot_min and self.slot_level[other] < lam and _near_weekend_edge(ts_ms):
+            # within half a day of the UTC weekend's start or end, a route whose users live elsewhere may
+            # already (or still) keep the other kind of day: its Sunday afternoon in California is Monday
+            lam = self.slot_level[other]
         top = max((lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min),
                   default=0.0)
         if self.slot_level[s] <= NIGHT_SHARE * top:
