@@ -78,8 +78,8 @@ class LevelShift(Stateful):
     core_threshold
         The core's score (before its hold-off) at which a value is surprising.
     cusum_h
-        With ``cusum_h > 0``, in hours with history of their own, a one-sided CUSUM of the guard's
-        z-scores (each capped at 4, less
+        With ``cusum_h > 0``, in hours with history of their own, a one-sided CUSUM (held at most at
+        ``cusum_h``) of the guard's z-scores (each capped at 4, less
         ``cusum_k``) also makes a value anomalous once it reaches ``cusum_h``, if the value is at
         least ``cusum_ratio`` x baseline: a ramp that creeps up over half an hour is found before it
         is a level shift. Values adding to the sum are not learned (the baseline would follow the
@@ -208,7 +208,9 @@ class LevelShift(Stateful):
                 # a quantile's bias between quiet and busy hours)
             elif self.cusum_h > 0:
                 z = self._z(x, ts_ms, n)[2]
-                self.cusum = max(0.0, self.cusum + min(z, 4.0) - self.cusum_k)
+                # capped at the threshold: once the excess ends, one ordinary value takes it back under
+                # (an uncapped sum would keep the alarm armed for dozens of windows after an incident)
+                self.cusum = min(self.cusum_h, max(0.0, self.cusum + min(z, 4.0) - self.cusum_k))
                 drifting = self.cusum > 0 and z > self.cusum_k
                 if self.cusum >= self.cusum_h:
                     self.over += 1
