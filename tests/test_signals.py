@@ -447,3 +447,24 @@ def test_rate_test_forgets_a_passed_excess() -> None:
     calm = [d.update(0, 12).anomalous for _ in range(12)]  # it passes: the excess leaves the recent windows
     assert calm[-6:] == [False] * 6
     assert not d.update(1, 12).anomalous  # a lone background error afterwards
+
+
+def test_a_latency_ramp_is_found_before_it_is_a_step() -> None:
+    """Latency creeping from 1x to 3x over 40 minutes on a busy route: the p50's CUSUM finds it while the
+    median is still under the level test's 1.6x (the level test alone would wait for that); two quiet days
+    of the same traffic raise nothing."""
+
+    def shape(ramp_at: int | None) -> Callable[[int, random.Random], WindowAggregate]:
+        def make(i: int, rng: random.Random) -> WindowAggregate:
+            mult = 1.0 if ramp_at is None or i < ramp_at else 1.0 + 2.0 * min(1.0, (i - ramp_at) / 40)
+            return window(i, rng, requests=60, latency_ms=300.0 * mult)
+        return make
+
+    assert fired(run(shape(None), 2 * 1440, seed=3), "latency_p50") == []
+    start = 1440 + 600
+    out = run(shape(start), start + 60, seed=3)
+    hits = fired(out, "latency_p50")
+    assert hits, "the ramp was not found"
+    first = hits[0]
+    mult_then = 1.0 + 2.0 * (first - start) / 40
+    assert mult_then < 1.6, (first - start, mult_then)
