@@ -577,6 +577,14 @@ def _cause(o: _Open) -> Cause | None:
             for p, v in w.providers.items():
                 per[p] = per.get(p, 0) + v[idx]
         top = _majority(per, 0.6 if o.error_based else 0.8)
+        if top is None and o.error_based and not any(per.values()):
+            # the events name providers but none of the incident's windows holds an error (the rate test
+            # pooled earlier ones): the provider carrying the route's requests
+            served: dict[str, float] = {}
+            for w in ws:
+                for p, v in w.providers.items():
+                    served[p] = served.get(p, 0) + v[0]
+            top = _majority(served, 0.8)
         if top is not None:
             return ("provider", top)
         if not per and o.error_based:
