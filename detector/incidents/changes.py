@@ -77,8 +77,10 @@ KEY_CAP = 64
 BASE_MIN_EVENTS = 30
 #: Counters per version in an epoch: 8 for healthy windows, then 8 for the others.
 _N = 8
-#: How long the last change of a kind, its new version still serving, remains a suspect (see explain).
+#: How long the last change of a kind, its new version still serving, remains a suspect (see explain), and
+#: for which incident types (bad output drifts in slowly, as reviewers reject more and more).
 STANDING_MS = 86_400_000
+STANDING_TYPES = frozenset(("bad_output",))
 #: Share of the traffic since the last change above which a version is part of a split, not new.
 SPLIT_SHARE = 0.1
 #: Change kinds most likely to cause each incident type, best first. The
@@ -341,12 +343,14 @@ class ChangeTracker:
         then ran healthy for ``settle_ms``, with its healthy traffic no
         worse than the old versions', is not blamed.
 
-        The last change of each kind, while its new version still serves,
-        remains a candidate for :data:`STANDING_MS` before the start, if it
+        For ``bad_output``, the last change of each kind, while its new version
+        still serves, remains a candidate for :data:`STANDING_MS` before the start, if it
         tests worse, and was already worse in the windows that still counted
-        as healthy: review rejections that drift up for hours after a prompt
-        change are laid at its door however late they are detected, but a
-        fault that strikes a day after a release is not.
+        as healthy; it ranks after every change within the lookback, and a
+        revert (to a version that ran healthy before) is no such suspect:
+        review rejections that drift up for hours after a prompt change are
+        laid at its door however late they are detected, but a fault that
+        strikes a day after a release is not.
         :attr:`explained_at` is the time of the change behind the last target.
 
         A change whose kind the events do not carry (e.g. ``route``) cannot
@@ -370,9 +374,11 @@ class ChangeTracker:
         # the last change of each kind whose new version still serves stays a suspect for a day, however
         # long the evidence took to gather (a slow drift of review rejections); it must test worse
         standing = set()
-        for key, kd in r.kinds.items():
+        for key, kd in (r.kinds.items() if incident_type in STANDING_TYPES else ()):
             last = kd.timeline[-1] if kd.timeline else None
-            if last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == kd.dominant:
+            if (last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == kd.dominant
+                    and not any(h[0] == last["to_version"] and h[1] < last["at"] for h in kd.healthy)):
+                # (a version that ran healthy before the change, a revert, is no new suspect)
                 candidates.append((key, dict(last)))
                 standing.add(id(candidates[-1][1]))
         known = {c["event_id"] for _, c in candidates if c["event_id"] is not None}
@@ -399,7 +405,7 @@ class ChangeTracker:
                             known_to.add((key, v))
                             candidates.append((key, _entry(w.start, kind, k.dominant, v, None)))
         pref = KIND_PREFERENCE.get(incident_type, ())
-        best: tuple[tuple[int, int, int], dict[str, str]] | None = None
+        best: tuple[tuple[int, int, int, int], dict[str, str]] | None = None
         for key, c in candidates:
             kind, new = c["kind"], c["to_version"]
             if new is None or new == c["from_version"]:
@@ -412,7 +418,8 @@ class ChangeTracker:
             target = self._target(r, key, c)
             if target is None:
                 continue
-            rank = (0 if verdict else 1, pref.index(kind) if kind in pref else len(pref), -c["at"])
+            rank = (1 if id(c) in standing else 0, 0 if verdict else 1, pref.index(kind) if kind in pref else len(pref),
+                    -c["at"])
             if best is None or rank < best[0]:
                 best = (rank, {"kind": kind, "to_version": target})
                 self.explained_at = int(c["at"])
