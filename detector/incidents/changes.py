@@ -377,7 +377,7 @@ class ChangeTracker:
         for key, kd in (r.kinds.items() if incident_type in STANDING_TYPES else ()):
             last = kd.timeline[-1] if kd.timeline else None
             if (last is not None and start_ms - STANDING_MS <= last["at"] < since and last["to_version"] == kd.dominant
-                    and not any(h[0] == last["to_version"] and h[1] < last["at"] for h in kd.healthy)):
+                    and not any(h[0] == last["to_version"] and h[2] <= last["at"] for h in kd.healthy)):
                 # (a version that ran healthy before the change, a revert, is no new suspect)
                 candidates.append((key, dict(last)))
                 standing.add(id(candidates[-1][1]))
