@@ -293,32 +293,35 @@ def test_persistence_and_hysteresis_through_the_route(monkeypatch: pytest.Monkey
     assert on[last_hit + 4] and not any(on[last_hit + 5 :])
 
 
+def _burst_hit_and_firing(cfg: Config, n: int, heighten_until: int | None = None) -> tuple[int, int]:
+    """Half of a busy route's requests failing from window 300: the first window judged anomalous (a hit
+    on the errors_validation alarm) and the first in which it fired; ``heighten_until`` watches the route
+    harder from window 1."""
+    rd = RouteDetectors(cfg)
+    rng = random.Random(0)
+    first_hit = first_on = -1
+    for i in range(n):
+        w = window(i, rng, requests=200)
+        if i >= 300:
+            w.errors = {"validation_error": 100}
+        if i == 1 and heighten_until is not None:
+            rd.heighten(ROUTE, heighten_until)
+        out = rd.on_window(w)
+        if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
+            first_hit = i
+        if first_on < 0 and any(f.signal == "errors_validation" for f in out):
+            first_on = i
+    return first_hit, first_on
+
+
 def test_heightened_monitoring_fires_on_the_first_anomalous_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """After heighten() (an incident resolved), one anomalous window fires; after the period, two are needed
     (overwhelming evidence, tested next, fires at once anyway: it is switched off here)."""
     monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
     cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
-
-    def first_firing(heighten_until: int) -> tuple[int, int]:
-        rd = RouteDetectors(cfg)
-        rng = random.Random(0)
-        first_hit = first_on = -1
-        for i in range(400):
-            w = window(i, rng, requests=200)
-            if i >= 300:
-                w.errors = {"validation_error": 100}
-            if i == 1:
-                rd.heighten(ROUTE, heighten_until)
-            out = rd.on_window(w)
-            if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
-                first_hit = i
-            if first_on < 0 and any(f.signal == "errors_validation" for f in out):
-                first_on = i
-        return first_hit, first_on
-
-    hit, on = first_firing(heighten_until=400 * MINUTE)
+    hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=400 * MINUTE)
     assert on == hit  # heightened: the first anomalous window fires
-    hit, on = first_firing(heighten_until=100 * MINUTE)  # the period ended long before the burst
+    hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=100 * MINUTE)  # the period ended long before
     assert on == hit + 1
 
 
@@ -326,18 +329,7 @@ def test_overwhelming_evidence_fires_on_its_first_anomalous_window() -> None:
     """Half of a busy route's requests failing: the count test's p-value is far below 1e-10 on the first
     anomalous window, which fires at once instead of waiting for a second (persistence guards against
     one-window flukes, and this is none)."""
-    rd = RouteDetectors(Config.model_validate({"detectors": {"persistence": 2}}))
-    rng = random.Random(0)
-    first_hit = first_on = -1
-    for i in range(330):
-        w = window(i, rng, requests=200)
-        if i >= 300:
-            w.errors = {"validation_error": 100}
-        out = rd.on_window(w)
-        if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
-            first_hit = i
-        if first_on < 0 and any(f.signal == "errors_validation" for f in out):
-            first_on = i
+    first_hit, first_on = _burst_hit_and_firing(Config.model_validate({"detectors": {"persistence": 2}}), 330)
     assert first_hit >= 300 and first_on == first_hit
 
 

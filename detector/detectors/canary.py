@@ -73,6 +73,8 @@ __all__ = ["CanaryWatch", "CANARY_SIGNALS"]
 
 #: Signal names of the comparison, one per measure.
 CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_cost")
+#: Every signal judged, none anomalous: what a route without a running comparison gets (read only).
+QUIET: dict[str, Judgement] = dict.fromkeys(CANARY_SIGNALS, Judgement(False, 0.0, 0.0, 0.0, 0.0))
 #: Conditional binomial p-value below which the new version holds too many of the bad events (a comparison
 #: runs only after an explicit change, for a while: few tests, so a looser level than the rate tests').
 ALPHA = 1e-4
@@ -113,6 +115,10 @@ class CanaryWatch:
     def on_window(self, w: WindowAggregate) -> dict[str, Judgement]:
         """Pool this window into each comparison and judge them; every canary signal is judged (not
         anomalous while no comparison runs, so an alarm clears once a bad canary is rolled back)."""
+        if not self.active and not w.changes:  # the usual case: no comparison runs
+            if w.events:
+                self._remember(w)
+            return QUIET
         for ch in sorted(w.changes, key=lambda c: (c.get("ts", 0), str(c.get("event_id")))):
             self._change(ch)
         for key in list(self.active):
@@ -120,8 +126,7 @@ class CanaryWatch:
                 del self.active[key]
         if not self.active and w.events:
             self._remember(w)
-        quiet = Judgement(False, 0.0, 0.0, 0.0, 0.0)
-        out = dict.fromkeys(CANARY_SIGNALS, quiet)
+        out = dict(QUIET)
         for c in self.active.values():
             if c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2:
                 continue  # the old version no longer carries most of the traffic: a rollout, not a canary

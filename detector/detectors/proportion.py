@@ -414,19 +414,15 @@ class CountTest(Stateful):
         per_hour = 3_600_000 // max(self.size, 1) * self.slots // 24
         familiar = (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
                     and not self.odd >> s & 1)
-        if self.slot_n[other] >= self.slot_min and self.slot_level[other] < lam and _near_weekend_edge(ts_ms):
-            # within half a day of the UTC weekend's start or end, a route whose users live elsewhere may
-            # already (or still) keep the other kind of day: its Sunday afternoon in California is Monday
-            lam = self.slot_level[other]
         top = max((lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min),
                   default=0.0)
-        if self.slot_level[s] <= NIGHT_SHARE * top:
-            # the route's night: where the UTC day kinds meet a route whose users live elsewhere (its
-            # Sunday evening is Monday in UTC), so the lower kind of day; and a drop in a trickle is weak
-            if self.slot_n[other] >= self.slot_min and self.slot_level[other] < lam:
-                lam = self.slot_level[other]
-            familiar = False
-        return lam, familiar
+        night = self.slot_level[s] <= NIGHT_SHARE * top  # a drop in a trickle is weak
+        # within half a day of the UTC weekend's start or end, and in the route's night, a route whose users
+        # live elsewhere may already (or still) keep the other kind of day (its Sunday afternoon in
+        # California is Monday in UTC): the lower kind of day
+        if (night or _near_weekend_edge(ts_ms)) and self.slot_n[other] >= self.slot_min:
+            lam = min(lam, self.slot_level[other])
+        return lam, familiar and not night
 
     def _running(self, ts_ms: int) -> bool:
         """Whether the route has sent without a break (RUN_GAP empty windows) for ``min_run_ms``."""
@@ -447,7 +443,14 @@ class CountTest(Stateful):
 
     def evaluate(self, count: int, ts_ms: int) -> Judgement:
         """Judge this window (pooled with recent ones for drops); does not learn."""
-        lam, self.familiar = self.expected_floor(ts_ms)
+        return self._evaluate(count, ts_ms)[0]
+
+    def _evaluate(self, count: int, ts_ms: int) -> tuple[Judgement, float]:
+        """The judgement and the drop floor it used (so :meth:`update` computes the floor once)."""
+        floor, self.familiar = self.expected_floor(ts_ms)
+        return self._judge(count, ts_ms, floor), floor
+
+    def _judge(self, count: int, ts_ms: int, lam: float) -> Judgement:
         if self.n == 0:
             return _SKIP
         # drop / stop: scan spans of recent windows, keep the most surprising; a window holding
@@ -480,9 +483,12 @@ class CountTest(Stateful):
                 return Judgement(True, float(count), lam, spike, 1.0 - p_high)
         return Judgement(False, float(count), lam, spike, 0.0)
 
-    def learn(self, count: int, ts_ms: int, weight: float = 1.0) -> None:
-        """Update the overall and slot levels (skipped for weight 0); track the span."""
-        self.recent.append([count, round(self.expected_floor(ts_ms)[0], 4)])
+    def learn(self, count: int, ts_ms: int, weight: float = 1.0, floor: float | None = None) -> None:
+        """Update the overall and slot levels (skipped for weight 0); track the span (``floor``: this
+        window's :meth:`expected_floor`, when already known)."""
+        if floor is None:
+            floor = self.expected_floor(ts_ms)[0]
+        self.recent.append([count, round(floor, 4)])
         if 0 <= self.last_ts < ts_ms and ts_ms - self.last_ts < self.size:
             self.size = ts_ms - self.last_ts
         self.last_ts = ts_ms
@@ -521,6 +527,6 @@ class CountTest(Stateful):
 
     def update(self, count: int, ts_ms: int) -> Judgement:
         """Evaluate, then learn unless anomalous."""
-        r = self.evaluate(count, ts_ms)
-        self.learn(count, ts_ms, 0.0 if r.anomalous else 1.0)
+        r, floor = self._evaluate(count, ts_ms)
+        self.learn(count, ts_ms, 0.0 if r.anomalous else 1.0, floor)
         return r

@@ -385,8 +385,7 @@ class IncidentEngine:
             if m is None or not m.error_based or m.shared:
                 continue
             m.shared = True
-            if m.rollback is not None:
-                m.rollback = None
+            m.rollback = None
             if m is not o:
                 m.pending_update = True  # the group and the withdrawn rollback go out with its next update
 
@@ -499,7 +498,7 @@ class IncidentEngine:
         out: dict[str, Any] = {"runtime_silences": copy.deepcopy(self.runtime_silences),
                                "changes": self.changes.global_state(),
                                "groups": self.groups.snapshot(),
-                               "board_recent": self.board.snapshot()["recent"]}
+                               "board_recent": self.board.recent_state()}
         if with_resolved:
             out["resolved_ids"] = dict(self._resolved_ids)
         return out
@@ -568,23 +567,13 @@ def _cause(o: _Open) -> Cause | None:
     provider carrying most requests; the tool of a tool failure; the source index of a retrieval
     failure. None when nothing carries a clear majority."""
     ws = o.windows
-    if o.itype == "performance":
-        if o.stopped:
-            return None
-        idx = 1 if o.error_based else 0
-        per: dict[str, float] = {}
-        for w in ws:
-            for p, v in w.providers.items():
-                per[p] = per.get(p, 0) + v[idx]
+    if o.itype == "performance":  # (a stop's cause is its feed: see _place)
+        per = _provider_counts(ws, 1 if o.error_based else 0)
         top = _majority(per, 0.6 if o.error_based else 0.8)
         if top is None and o.error_based and not any(per.values()):
             # the events name providers but none of the incident's windows holds an error (the rate test
             # pooled earlier ones): the provider carrying the route's requests
-            served: dict[str, float] = {}
-            for w in ws:
-                for p, v in w.providers.items():
-                    served[p] = served.get(p, 0) + v[0]
-            top = _majority(served, 0.8)
+            top = _majority(_provider_counts(ws, 0), 0.8)
         if top is not None:
             return ("provider", top)
         if not per and o.error_based:
@@ -597,6 +586,15 @@ def _cause(o: _Open) -> Cause | None:
         idx_name = _majority(_version_counts(ws, "source_index", V_ERRORS), 0.6)
         return ("source_index", idx_name) if idx_name is not None else None
     return None
+
+
+def _provider_counts(windows: Sequence[WindowAggregate], field: int) -> dict[str, float]:
+    """Requests (``field`` 0) or availability errors (1) per provider across ``windows``."""
+    out: dict[str, float] = {}
+    for w in windows:
+        for p, v in w.providers.items():
+            out[p] = out.get(p, 0) + v[field]
+    return out
 
 
 def _version_counts(windows: Sequence[WindowAggregate], kind: str, field: int) -> dict[str, float]:

@@ -147,9 +147,12 @@ class ProviderBoard:
         for provider, v in d.items():
             self.base[(str(provider), route)] = [float(v[0]), float(v[1])]
 
+    def recent_state(self) -> dict[str, list[list[Any]]]:
+        """The recent windows alone, JSON-able (what is not per route)."""
+        return {p: [list(e) for e in ring] for p, ring in self.recent.items()}
+
     def snapshot(self) -> dict[str, Any]:
-        return {"base": [[p, r, v[0], v[1]] for (p, r), v in self.base.items()],
-                "recent": {p: [list(e) for e in ring] for p, ring in self.recent.items()}}
+        return {"base": [[p, r, v[0], v[1]] for (p, r), v in self.base.items()], "recent": self.recent_state()}
 
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`snapshot` output (added to what a shared board already holds)."""
