@@ -173,6 +173,10 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
         from detector.scenarios.bench import main as scen_main
 
         return scen_main(rest)
+    if args.what == "scale":
+        from detector.bench_scale import main as scale_main
+
+        return scale_main(rest)
     from detector.bench_replay import main as replay_main
 
     return replay_main(rest)
@@ -223,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("file")
 
     bp = sub.add_parser("bench", allow_abbrev=False,
-                        help="benchmarks: nab, scenarios, replay, kafka (see `detector bench WHAT -h`)")
-    bp.add_argument("what", choices=["nab", "scenarios", "replay", "kafka"])
+                        help="benchmarks: nab, scenarios, replay, scale, kafka (see `detector bench WHAT -h`)")
+    bp.add_argument("what", choices=["nab", "scenarios", "replay", "scale", "kafka"])
     return parser
 
 

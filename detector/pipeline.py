@@ -36,7 +36,7 @@ from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
 from detector.windows.aggregate import WindowAggregate
-from detector.windows.windower import MIN_VOTES, VOTES, RouteEvicted, Windower, first_stream_time
+from detector.windows.windower import MIN_VOTES, VOTES, EmptyRun, RouteEvicted, Windower, first_stream_time
 
 __all__ = ["Pipeline", "Stats", "Source", "Waiting", "DetectorStage", "IncidentStage", "NullDetectors", "NullIncidents"]
 
@@ -80,6 +80,16 @@ class DetectorStage(Protocol):
         """Forget a route."""
         ...
 
+    def quiet(self, route: str) -> bool:
+        """Whether no empty window of the route can change a decision until its next event: its empty
+        windows may then be judged later, in one step (:meth:`on_empty_run`)."""
+        ...
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        """Learn from empty windows a :meth:`quiet` route slept through, exactly as :meth:`on_window` would
+        from each (none of them fires)."""
+        ...
+
     def heighten(self, route: str, until_ms: int) -> None:
         """Watch a route harder until ``until_ms`` (an incident on it just resolved)."""
         ...
@@ -106,6 +116,14 @@ class IncidentStage(Protocol):
 
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         """Resolve what is open on a route that was evicted."""
+        ...
+
+    def quiet(self, route: str) -> bool:
+        """Whether empty windows without firings change nothing here but what :meth:`on_empty_run` does."""
+        ...
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        """Record empty windows of a :meth:`quiet` route, exactly as :meth:`on_window` would each."""
         ...
 
     def on_command(self, cmd: Command) -> list[Incident]:
@@ -138,6 +156,12 @@ class NullDetectors:
     def on_evict(self, route: str) -> None:
         return None
 
+    def quiet(self, route: str) -> bool:
+        return True
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        return None
+
     def heighten(self, route: str, until_ms: int) -> None:
         return None
 
@@ -162,6 +186,12 @@ class NullIncidents:
 
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         return []
+
+    def quiet(self, route: str) -> bool:
+        return True
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        return None
 
     def on_command(self, cmd: Command) -> list[Incident]:
         return []
@@ -269,6 +299,8 @@ class Pipeline:
         self.detectors = detectors
         self.incidents = incidents
         self.on_reject = on_reject
+        #: Routes may sleep only when both stages can say so (a stage without ``quiet`` never lets them).
+        self._sleepy = hasattr(detectors, "quiet") and hasattr(incidents, "quiet")
         self.decoder = Decoder(config.windows.max_message_bytes)
         self.dedup = DuplicateFilter(config.windows.dedup_capacity)
         self.windower = Windower(config.windows)
@@ -466,23 +498,18 @@ class Pipeline:
         self.stats.unjudged = self.windower.unjudged()
         return out
 
-    def _close(self, windows: list[WindowAggregate]) -> list[Incident]:
+    def _close(self, windows: Sequence[WindowAggregate | EmptyRun]) -> list[Incident]:
         for route, n in self.windower.take_skewed():
             self._skewed(route, "ahead", n)
         out: list[Incident] = []
-        dirty = self._dirty.add
         for w in windows:
-            dirty(w.route)
-            self.stats.windows_closed += 1
-            firings = self.detectors.on_window(w)
-            self.stats.firings += len(firings)
-            for f in firings:
-                self.stats.firings_by_signal[f.signal] += 1
-            found = self.incidents.on_window(w, firings)
-            for inc in found:
-                if inc["event"] == "resolved":  # restored: watch the route harder for a while
-                    self.detectors.heighten(w.route, w.end + self._heightened_ms)
-            out.extend(found)
+            if w.__class__ is EmptyRun:
+                assert isinstance(w, EmptyRun)
+                out.extend(self._empty_run(w))
+                continue
+            assert isinstance(w, WindowAggregate)
+            out.extend(self._judge(w))
+        dirty = self._dirty.add
         for ev in self.windower.take_evictions():
             dirty(ev.route)
             self.stats.routes_evicted += 1
@@ -491,6 +518,42 @@ class Pipeline:
             out.extend(self.incidents.on_evict(ev))
         for inc in out:
             self.stats.incidents[inc["event"]] += 1
+        return out
+
+    def _judge(self, w: WindowAggregate) -> list[Incident]:
+        """One closed window through the detectors and the incident engine; the route sleeps afterwards
+        (:meth:`Windower.sleep`) when both say its empty windows can wait (:meth:`DetectorStage.quiet`)."""
+        route = w.route
+        self._dirty.add(route)
+        stats = self.stats
+        stats.windows_closed += 1
+        firings = self.detectors.on_window(w)
+        if firings:
+            stats.firings += len(firings)
+            for f in firings:
+                stats.firings_by_signal[f.signal] += 1
+        found = self.incidents.on_window(w, firings)
+        for inc in found:
+            if inc["event"] == "resolved":  # restored: watch the route harder for a while
+                self.detectors.heighten(route, w.end + self._heightened_ms)
+        if not firings and not found and self._sleepy and self.detectors.quiet(route) \
+                and self.incidents.quiet(route):
+            self.windower.sleep(route)
+        return found
+
+    def _empty_run(self, run: EmptyRun) -> list[Incident]:
+        """Windows a route slept through: judged in one step when the stages still say they can be, else
+        one by one as the windower used to close them (the same decisions either way)."""
+        route = run.route
+        if self.detectors.quiet(route) and self.incidents.quiet(route):
+            self._dirty.add(route)
+            self.stats.windows_closed += run.count
+            self.detectors.on_empty_run(run)
+            self.incidents.on_empty_run(run)
+            return []
+        out: list[Incident] = []
+        for w in run.windows():
+            out.extend(self._judge(w))
         return out
 
     def advance_to(self, watermark_ms: int) -> list[Incident]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from scipy.special import betainc, gammaincc
 
@@ -361,7 +361,14 @@ class CountTest(Stateful):
         #: The window size seen (the least step between windows learned, ms), and the last window's start.
         self.size = 3_600_000
         self.last_ts = -1
+        #: The busiest slot's level among slots with history (None: to be worked out); not saved.
+        self._top: float | None = None
 
+
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        del state["_top"]  # derived from the slots
+        return state
 
     def _slot(self, ts_ms: int) -> int:
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
@@ -414,8 +421,10 @@ class CountTest(Stateful):
         per_hour = 3_600_000 // max(self.size, 1) * self.slots // 24
         familiar = (0 <= self.since <= ts_ms - 86_400_000 and self.slot_n[s] >= per_hour + self.slot_min
                     and not self.odd >> s & 1)
-        top = max((lv for lv, n in zip(self.slot_level, self.slot_n, strict=True) if n >= self.slot_min),
-                  default=0.0)
+        top = self._top
+        if top is None:
+            top = self._top = max((lv for lv, n in zip(self.slot_level, self.slot_n, strict=True)
+                                   if n >= self.slot_min), default=0.0)
         night = self.slot_level[s] <= NIGHT_SHARE * top  # a drop in a trickle is weak
         # within half a day of the UTC weekend's start or end, and in the route's night, a route whose users
         # live elsewhere may already (or still) keep the other kind of day (its Sunday afternoon in
@@ -522,11 +531,105 @@ class CountTest(Stateful):
     def _learn_slot(self, s: int, count: int) -> None:
         sa = ew_weight(self.slot_half_life, self.slot_n[s])
         # levels kept to 1e-4 of a request: immaterial, and it keeps the snapshot under 2 KB
-        self.slot_level[s] = round(self.slot_level[s] + sa * (count - self.slot_level[s]), 4)
+        level = self.slot_level[s]
+        self.slot_level[s] = lv = round(level + sa * (count - level), 4)
         self.slot_n[s] += 1
+        top = self._top
+        if top is not None and (lv > top or level >= top or self.slot_n[s] == self.slot_min):
+            self._top = None  # the busiest slot's level is worked out again when next needed
 
     def update(self, count: int, ts_ms: int) -> Judgement:
         """Evaluate, then learn unless anomalous."""
         r, floor = self._evaluate(count, ts_ms)
         self.learn(count, ts_ms, 0.0 if r.anomalous else 1.0, floor)
         return r
+
+    def silent(self) -> bool:
+        """Whether no run of empty windows from here, however long, can be judged anomalous: an empty window
+        is no spike, and no span of them can reach ``min_expected`` (while nothing arrives the levels only
+        fall, so every drop floor stays at most today's highest level). A route this quiet can then have its
+        empty windows learned later, in one step (:meth:`zeros`).
+
+        >>> c = CountTest()
+        >>> for m in range(120):
+        ...     _ = c.update(1 if m % 60 == 0 else 0, m * 60_000)  # one request an hour
+        >>> c.silent()
+        True
+        >>> for m in range(120, 240):
+        ...     _ = c.update(30, m * 60_000)  # half a request a second: a stop would show
+        >>> c.silent()
+        False
+        """
+        top = self.level if self.level < self.fast else self.fast  # no floor of an hour without history is above
+        if (self.max_span + 1) * top >= self.min_expected:
+            return False
+        smin = self.slot_min
+        for lv, n in zip(self.slot_level, self.slot_n, strict=True):
+            if n < smin:  # an hour may gain its history while learning empty windows: it has fallen this far by then
+                lv = lv * n / smin + 0.002
+            if lv > top:
+                top = lv
+        top += 1e-4  # floors are kept to 1e-4
+        span = self.max_span
+        worst = (span + 1) * top
+        if self.recent and max(f for _, f in self.recent) > top:
+            # after k more empty windows a span holds at most k + 1 new floors and the newest span - k old ones
+            old = [0.0]
+            for _, floor in reversed(self.recent):
+                old.append(old[-1] + floor)
+            worst = max((k + 1) * top + old[min(span - k, len(old) - 1)] for k in range(span + 1))
+        return worst < self.min_expected * (1 - 1e-9)
+
+    def zeros(self, start: int, end: int, size: int) -> tuple[Judgement, int]:
+        """``update(0, t)`` for each window start ``t`` in ``range(start, end, size)``, when :meth:`silent`
+        (none of them can be anomalous): the same state, with the drop floor worked out only for the windows
+        that stay in the recent span. Returns the last judgement and how many of them were judged.
+
+        >>> a, b = CountTest(), CountTest()
+        >>> for m in range(90):
+        ...     _ = a.update(int(m % 45 == 0), m * 60_000), b.update(int(m % 45 == 0), m * 60_000)
+        >>> rs = [a.update(0, m * 60_000) for m in range(90, 200)]
+        >>> b.zeros(90 * 60_000, 200 * 60_000, 60_000) == (rs[-1], 110), a.snapshot() == b.snapshot()
+        (True, True)
+        """
+        starts = range(start, end, size)
+        n = len(starts)
+        tail = n - self.max_span  # from this window on, floors stay in ``recent``
+        judged = 0
+        last = _SKIP
+        recent = self.recent
+        hl, fhl, shl = (ew_weight(h, 1 << 60) for h in (self.half_life, self.fast_half_life, self.slot_half_life))
+        slots, smin = self.slots, self.slot_min
+        slot_level, slot_n = self.slot_level, self.slot_n
+        for i, t in enumerate(starts):
+            if self.n:
+                judged += 1
+            if i >= tail:
+                floor, self.familiar = self.expected_floor(t)
+                if i == n - 1:
+                    last = self._judge(0, t, floor)
+                recent.append([0, round(floor, 4)])
+            if 0 <= self.last_ts < t and t - self.last_ts < self.size:
+                self.size = t - self.last_ts
+            self.last_ts = t
+            self.gap += 1
+            if self.since < 0:
+                self.since = t
+            plain = 1.0 / (self.n + 1)  # ew_weight, inlined
+            a = hl if hl >= plain else plain
+            self.level += a * (0 - self.level)
+            a = fhl if fhl >= plain else plain
+            self.fast += a * (0 - self.fast)
+            self.n += 1
+            hour = t // 3_600_000 % 24 * slots // 24  # _slot, inlined
+            s = hour + slots if (t // 86_400_000 + 3) % 7 >= 5 else hour
+            sn = slot_n[s]
+            plain = 1.0 / (sn + 1)
+            a = shl if shl >= plain else plain
+            level = slot_level[s]
+            slot_level[s] = round(level + a * (0 - level), 4)
+            slot_n[s] = sn + 1
+            top = self._top
+            if top is not None and (level >= top or sn + 1 == smin):
+                self._top = None
+        return last, judged

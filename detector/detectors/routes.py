@@ -15,7 +15,7 @@ from typing import Any
 
 from detector.config import Config, RouteConfig
 from detector.detectors.base import Stateful, decode_state, encode_state
-from detector.detectors.canary import CANARY_SIGNALS, CanaryWatch
+from detector.detectors.canary import CANARY_SIGNALS, QUIET, CanaryWatch
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
 from detector.detectors.proportion import CountTest, Judgement, ProportionTest
@@ -23,6 +23,7 @@ from detector.detectors.signals import Alarm, LevelShift
 from detector.events import tool_identity
 from detector.windows.aggregate import V_REQUESTS, WindowAggregate
 from detector.windows.sketch import QuantileSketch
+from detector.windows.windower import EmptyRun
 
 __all__ = ["RouteDetectors", "ERROR_GROUPS", "MIN_LATENCY_SAMPLES"]
 
@@ -173,6 +174,35 @@ class RouteDetectors:
 
     def on_evict(self, route: str) -> None:
         self.routes.pop(route, None)
+
+    def quiet(self, route: str) -> bool:
+        """Whether the route's empty windows can wait to be judged in one step (:meth:`on_empty_run`): its
+        volume test cannot find a drop in any run of them (:meth:`CountTest.silent`), no alarm is on, no
+        canary comparison runs, and it has no SLO or spend guard (which count every window)."""
+        st = self.routes.get(route)
+        if st is None:
+            return False
+        vol = st.dets["request_volume"]
+        assert isinstance(vol, CountTest)
+        if not vol.silent() or st.canary.active or "slo_burn_rate" in st.dets or "guardrail_spend" in st.dets:
+            return False
+        return not any(a.firing for a in st.alarms.values())
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        """:meth:`on_window` of each empty window of a :meth:`quiet` route, in one step: the volume test
+        learns each (:meth:`CountTest.zeros`), and the alarms of the signals an empty window judges (volume,
+        and the canary signals, quiet while no comparison runs) count them as calm."""
+        st = self._state(run.route)
+        vol = st.dets["request_volume"]
+        assert isinstance(vol, CountTest)
+        r, judged = vol.zeros(run.start, run.end, run.size)
+        start, end = float(run.end - run.size), float(run.end)
+        if judged:
+            st.last["request_volume"] = [r.observed, r.baseline, r.threshold, r.score, start, end]
+            _calm(st.alarms["request_volume"], judged)
+        for name, q in QUIET.items():
+            st.last[name] = [q.observed, q.baseline, q.threshold, q.score, start, end]
+            _calm(st.alarms[name], run.count)
 
     def heighten(self, route: str, until_ms: int) -> None:
         """Watch a route harder until ``until_ms`` (after an incident resolves): no persistence."""
@@ -392,6 +422,13 @@ class RouteDetectors:
                 rollback=st.rollback if name in CANARY_SIGNALS else None,
             ))
         return out
+
+
+def _calm(alarm: Alarm, n: int) -> None:
+    """``alarm.step(False)`` ``n`` times (``n`` > 0) on an alarm that is off."""
+    alarm.seen += n
+    alarm.hits = 0
+    alarm.calm += n
 
 
 def _lvl(det: Stateful, x: float, ts: int, n: int = 1) -> Judgement:

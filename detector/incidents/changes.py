@@ -266,6 +266,16 @@ class ChangeTracker:
                 spans.append([window.start, window.end])
                 del spans[:-TIMELINE_CAP]
 
+    def observe_empty(self, route: str, end: int, count: int) -> None:
+        """:meth:`observe` of ``count`` empty windows of a route, the last ending at ``end``, in one step."""
+        r = self._routes.pop(route, None) or _Route()
+        self._routes[route] = r
+        self._stamp += count
+        r.stamp = self._stamp
+        if len(self._routes) > self.max_routes:
+            del self._routes[next(iter(self._routes))]
+        r.last_ms = max(r.last_ms, end)
+
     def _explicit(self, r: _Route, ch: dict[str, Any], rotated: set[str]) -> None:
         kind = ch.get("kind")
         if kind not in CHANGE_KINDS:

@@ -33,7 +33,7 @@ from detector.incidents.summary import summarize
 from detector.incidents.triage import affected, bump, rank, severity
 from detector.ingest.decode import parse_ts
 from detector.windows.aggregate import OTHER, V_ERRORS, V_EVENTS, V_REVIEWS, WindowAggregate
-from detector.windows.windower import RouteEvicted
+from detector.windows.windower import EmptyRun, RouteEvicted
 
 __all__ = ["IncidentEngine", "incident_id"]
 
@@ -145,7 +145,7 @@ class IncidentEngine:
         self.before: dict[str, dict[str, list[str]]] = {}
         self._before_win: dict[str, WindowAggregate] = {}
         self._recent: dict[str, deque[WindowAggregate]] = {}  # route -> its last closed windows
-        self.changes = ChangeTracker()
+        self.changes = ChangeTracker(max_routes=config.windows.max_routes)  # every route the windower holds
         self.board = board if board is not None else ProviderBoard()
         self.groups = groups if groups is not None else GroupBook()
         #: The name of the stream this engine reads (the service sets its topic/partition): routes of one
@@ -185,6 +185,19 @@ class IncidentEngine:
             elif self._silenced(o.route, w.end) is False and not o.notified:
                 out.extend(self._notify_late(o, w.end, rc))
         return out
+
+    def quiet(self, route: str) -> bool:
+        """No incident is open on the route: its empty windows only feed the change tracker and the ring."""
+        return not any(o.route == route for o in self.open.values())
+
+    def on_empty_run(self, run: EmptyRun) -> None:
+        """What :meth:`on_window` does with each empty window of a quiet route, in one step."""
+        self.changes.observe_empty(run.route, run.end, run.count)
+        ring = self._recent.get(run.route)
+        if ring is None:
+            ring = self._recent[run.route] = deque(maxlen=LEAD_WINDOWS)
+        ring.extend(EmptyRun(run.route, max(run.start, run.end - LEAD_WINDOWS * run.size), run.end,
+                             run.size).windows())
 
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         rc = self.config.route(evicted.route)

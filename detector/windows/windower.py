@@ -46,6 +46,7 @@ Two events from a clock an hour ahead do not move stream time:
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from detector.config import WindowsConfig
 from detector.events import TelemetryEvent
 from detector.windows.aggregate import ADDERS, WindowAggregate
 
-__all__ = ["Windower", "RouteEvicted", "VOTES", "MIN_VOTES", "first_stream_time"]
+__all__ = ["Windower", "RouteEvicted", "EmptyRun", "VOTES", "MIN_VOTES", "first_stream_time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,31 @@ class RouteEvicted:
     route: str
     at_ms: int
     why: Literal["idle", "capacity"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyRun:
+    """The windows ``[start, end)`` (``size`` apart) of a route that slept through them (:meth:`Windower.sleep`):
+    all closed with no events. The pipeline judges them in one step, or one by one (:meth:`windows`) when
+    its stages cannot.
+
+    >>> run = EmptyRun("r", 0, 180_000, 60_000)
+    >>> run.count, [(w.start, w.end, w.events) for w in run.windows()]
+    (3, [(0, 60000, 0), (60000, 120000, 0), (120000, 180000, 0)])
+    """
+
+    route: str
+    start: int
+    end: int
+    size: int
+
+    @property
+    def count(self) -> int:
+        return (self.end - self.start) // self.size
+
+    def windows(self) -> list[WindowAggregate]:
+        """The run as empty windows, as the windower closed them before routes could sleep."""
+        return [WindowAggregate(self.route, s, s + self.size) for s in range(self.start, self.end, self.size)]
 
 
 #: Events after which a route counts as established: over capacity, routes with fewer go first.
@@ -106,7 +132,7 @@ def first_stream_time(events: list[tuple[str, int]]) -> int:
 
 class _Route:
     __slots__ = ("name", "open", "next_start", "last_seen", "t2", "t3", "seq", "seen", "empty",
-                 "suspects", "suspect_lo")
+                 "suspects", "suspect_lo", "wake")
 
     def __init__(self, name: str, next_start: int, last_seen: int, seq: int = 0, seen: int = 0):
         self.name = name
@@ -127,6 +153,9 @@ class _Route:
         #: or the route's traffic after a gap, and the earliest of their times.
         self.suspects = 0
         self.suspect_lo = 0
+        #: Asleep (see Windower.sleep): the start of the window at which it must be walked again (its idle
+        #: eviction); -1 while awake.
+        self.wake = -1
 
     @property
     def clock(self) -> int:
@@ -157,6 +186,11 @@ class Windower:
         #: Every window ending at or before this is closed, for every route.
         self.closed_end: int | None = None
         self.routes: dict[str, _Route] = {}
+        #: The routes walked when windows close (creation order); the others sleep until an event or their
+        #: wake-up (a heap of (window start, seq, name); entries of routes woken since are stale).
+        self.awake: dict[str, _Route] = {}
+        self._wakes: list[tuple[int, int, str]] = []
+        self._resort = False
         self._evicted: list[RouteEvicted] = []
         self._seq = 0
         #: Window steps walked by :meth:`advance` (the work of closing; it must not grow with a time jump).
@@ -244,19 +278,23 @@ class Windower:
         if r is None:
             first = start if self.closed_end is None else max(start, self.closed_end)
             self._seq += 1
-            r = self.routes[ev.route] = _Route(ev.route, first, ts_ms, self._seq)
+            r = self.routes[ev.route] = self.awake[ev.route] = _Route(ev.route, first, ts_ms, self._seq)
             if len(self.routes) > self.max_routes:
                 self._evict_lru(keep=ev.route)
-        elif ts_ms > r.t3:  # the route's clock: its third-newest event time
-            if ts_ms > r.t2:
-                r.t3 = r.t2
-                if ts_ms > r.last_seen:
-                    r.t2 = r.last_seen
-                    r.last_seen = ts_ms
+        else:
+            if r.wake > start:  # asleep: walked again when this window closes (the ones before are empty)
+                r.wake = max(start, r.next_start)
+                heapq.heappush(self._wakes, (r.wake, r.seq, ev.route))
+            if ts_ms > r.t3:  # the route's clock: its third-newest event time
+                if ts_ms > r.t2:
+                    r.t3 = r.t2
+                    if ts_ms > r.last_seen:
+                        r.t2 = r.last_seen
+                        r.last_seen = ts_ms
+                    else:
+                        r.t2 = ts_ms
                 else:
-                    r.t2 = ts_ms
-            else:
-                r.t3 = ts_ms
+                    r.t3 = ts_ms
         if ts_ms > self.hint:  # an upper bound of every route clock (so of stream time)
             self.hint = ts_ms
         if r.seen < ESTABLISHED:
@@ -289,6 +327,7 @@ class Windower:
         at = self.stream_ts or self.hint
         for _, _, name in order[: max(1, len(self.routes) - self.max_routes * 9 // 10)]:
             del self.routes[name]
+            self.awake.pop(name, None)
             self._evicted.append(RouteEvicted(name, at, "capacity"))
         self._drop_voters()
 
@@ -298,11 +337,39 @@ class Windower:
         if any(routes.get(r.name) is not r for r in self.voters):
             self.voters = deque((r for r in self.voters if routes.get(r.name) is r), maxlen=VOTES)
 
-    def advance(self, watermark: int | None = None, partial_after: int | None = None) -> list[WindowAggregate]:
+    def sleep(self, route: str) -> bool:
+        """Stop walking ``route`` every window: it has no window open, and the pipeline's stages say its empty
+        windows can be judged later in one step (:class:`EmptyRun`). It is walked again from its first
+        window not yet closed when an event of it arrives, or at the window where it would be evicted as
+        idle; until then closing windows costs it nothing. False when it cannot sleep (events ahead)."""
+        r = self.awake.get(route)
+        if r is None or r.open:
+            return False
+        size = self.size_ms
+        due = r.last_seen + self.idle_ms  # the first window end at or after it evicts the route
+        r.wake = max(r.next_start, -(-due // size) * size - size)
+        del self.awake[route]
+        heapq.heappush(self._wakes, (r.wake, r.seq, route))
+        return True
+
+    def _wake_due(self, start: int) -> None:
+        """Wake the sleeping routes whose wake-up is at or before the window ``start``."""
+        wakes, routes = self._wakes, self.routes
+        while wakes and wakes[0][0] <= start:
+            at, seq, name = heapq.heappop(wakes)
+            r = routes.get(name)
+            if r is not None and r.wake == at and r.seq == seq:
+                r.wake = -1
+                self.awake[name] = r
+                self._resort = True
+
+    def advance(self, watermark: int | None = None,
+                partial_after: int | None = None) -> list[WindowAggregate | EmptyRun]:
         """Close every window the watermark has passed; evictions wait in :meth:`take_evictions`.
 
-        Stretches of time where no route has a window due are skipped, and a route idle for
-        ``idle_evict_s`` is evicted, so the work does not grow with the size of a jump in time. Windows
+        Stretches of time where no route has a window due are skipped, a route idle for ``idle_evict_s``
+        is evicted, and sleeping routes are not walked (their windows come as one :class:`EmptyRun` when
+        they wake), so the work does not grow with the size of a jump in time nor with idle routes. Windows
         ending after ``partial_after`` are marked partial (the end of a replay: the watermark has not
         passed them, so they may still be missing events)."""
         wm = self.watermark if watermark is None else watermark
@@ -316,21 +383,30 @@ class Windower:
             if not starts or target <= min(starts):
                 return []
             self.closed_end = min(starts)
-        out: list[WindowAggregate] = []
+        out: list[WindowAggregate | EmptyRun] = []
         end = self.closed_end + size
         quiet = self.idle_ms // size  # empty windows in a row after which a route with events ahead skips on
+        wakes = self._wakes
         while end <= target:
             self.steps += 1
             start = end - size
+            if wakes and wakes[0][0] <= start:
+                self._wake_due(start)
+            if self._resort:  # woken routes take their places in creation order again
+                self._resort = False
+                self.awake = dict(sorted(self.awake.items(), key=lambda kv: kv[1].seq))
             gone: list[str] = []
             due = False
-            soonest = target
-            for name, r in routes.items():
+            soonest = target if not wakes or wakes[0][0] > target else wakes[0][0]
+            for name, r in self.awake.items():
                 ns = r.next_start
                 if ns > start:
                     if ns < soonest:
                         soonest = ns
                     continue
+                if ns < start:  # windows it slept through (or a restored route's): closed empty, in one run
+                    out.append(EmptyRun(name, ns, start, size))
+                    r.empty += (start - ns) // size
                 agg = r.open.pop(start, None)
                 if agg is not None:
                     r.empty = 0
@@ -349,6 +425,7 @@ class Windower:
                     gone.append(name)
             for name in gone:
                 del routes[name]
+                del self.awake[name]
                 self._evicted.append(RouteEvicted(name, end, "idle"))
             if gone:
                 self._drop_voters()
@@ -360,12 +437,10 @@ class Windower:
         if target > self.closed_end:
             self.closed_end = target
         if partial_after is not None:
-            for w in out:
-                if w.end > partial_after:
-                    w.partial = True
+            out = _mark_partial(out, partial_after)
         return out
 
-    def flush(self) -> list[WindowAggregate]:
+    def flush(self) -> list[WindowAggregate | EmptyRun]:
         """The end of a replay: close every window up to the one holding the newest event that is not
         skewed ahead of stream time. Windows the watermark has not passed are marked partial (they may
         lack events that would have come late, or after an export's cut); windows further ahead (events
@@ -379,7 +454,26 @@ class Windower:
         last = max((max((t for t in (r.last_seen, r.t2, r.t3) if t and t <= limit), default=r.clock)
                     for r in self.routes.values()), default=st)
         last = max(min(last, limit), st)
-        return self.advance(last - last % self.size_ms + self.size_ms, partial_after=st - self.lateness_ms)
+        after = st - self.lateness_ms
+        out = _mark_partial(self._wake_all(), after)
+        return out + self.advance(last - last % self.size_ms + self.size_ms, partial_after=after)
+
+    def _wake_all(self) -> list[WindowAggregate | EmptyRun]:
+        """Wake every sleeping route; the windows each slept through up to those closed, as runs."""
+        out: list[WindowAggregate | EmptyRun] = []
+        end = self.closed_end
+        for name, r in self.routes.items():
+            if r.wake < 0:
+                continue
+            r.wake = -1
+            self.awake[name] = r
+            self._resort = True
+            if end is not None and r.next_start < end:
+                out.append(EmptyRun(name, r.next_start, end, self.size_ms))
+                r.empty += (end - r.next_start) // self.size_ms
+                r.next_start = end
+        self._wakes = []
+        return out
 
     def unjudged(self) -> int:
         """Events held in windows that are still open (after :meth:`flush`: events from clocks skewed ahead)."""
@@ -445,6 +539,9 @@ class Windower:
                 w = WindowAggregate.from_dict(wd)
                 r.open[w.start] = w
             self.routes[name] = r
+        self.awake = dict(self.routes)  # a route asleep when saved is walked from its first window not closed
+        self._wakes = []
+        self._resort = False
         by_seq = {r.seq: r for r in self.routes.values()}
         self.times = deque((t + (self.stream_ts or 0) for t in stream.get("times", [])), maxlen=VOTES)
         self.voters = deque((by_seq[q] for q, n in stream.get("voters", []) if q in by_seq for _ in range(n)),
@@ -454,3 +551,27 @@ class Windower:
     def restore(self, d: dict[str, Any]) -> None:
         """Load :meth:`to_dict` output."""
         self.restore_parts(d, d["routes"], in_order=True)
+
+
+def _mark_partial(windows: list[WindowAggregate | EmptyRun], after: int) -> list[WindowAggregate | EmptyRun]:
+    """Windows ending after ``after`` marked partial; an empty run reaching past it is cut there, its
+    partial windows given one by one."""
+    out: list[WindowAggregate | EmptyRun] = []
+    for w in windows:
+        if w.__class__ is EmptyRun:
+            assert isinstance(w, EmptyRun)
+            if w.end <= after:
+                out.append(w)
+                continue
+            cut = w.start + max(0, (after - w.start) // w.size) * w.size  # the first window ending after it
+            if cut > w.start:
+                out.append(EmptyRun(w.route, w.start, cut, w.size))
+            for agg in EmptyRun(w.route, cut, w.end, w.size).windows():
+                agg.partial = True
+                out.append(agg)
+        else:
+            assert isinstance(w, WindowAggregate)
+            if w.end > after:
+                w.partial = True
+            out.append(w)
+    return out
