@@ -64,6 +64,9 @@ class Stateful(abc.ABC):
     """
 
     _registry_name: ClassVar[str]
+    #: No instance dict of its own: a subclass that declares ``__slots__`` (the small, numerous ones: an alarm
+    #: per signal and route) holds its fields in a few machine words; the others get a dict as usual.
+    __slots__ = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,9 +106,17 @@ class Stateful(abc.ABC):
         return f"{type(self).__name__}({args})"
 
     # -- snapshots ------------------------------------------------------
+    def _fields(self) -> dict[str, Any]:
+        """Every attribute: the slots of the class and its bases, then the instance dict if it has one."""
+        out = {name: getattr(self, name) for cls in reversed(type(self).__mro__)
+               for name in cls.__dict__.get("__slots__", ()) if hasattr(self, name)}
+        if hasattr(self, "__dict__"):
+            out.update(vars(self))
+        return out
+
     def _state(self) -> dict[str, Any]:
         params = set(self._param_names())
-        return {k: v for k, v in vars(self).items() if k not in params}
+        return {k: v for k, v in self._fields().items() if k not in params}
 
     def snapshot(self) -> dict[str, Any]:
         """Parameters (those that differ from the defaults) and learned state as JSON-able values."""
@@ -124,8 +135,10 @@ class Stateful(abc.ABC):
         if klass is None or not issubclass(klass, cls):
             raise ValueError(f"unknown detector class in snapshot: {snap['class']!r}")
         obj = klass(**decode_state(snap["params"]))
+        known = None if hasattr(obj, "__dict__") else set(obj._fields())
         for k, v in decode_state(snap["state"]).items():
-            setattr(obj, k, v)
+            if known is None or k in known:  # a slotted class ignores fields of older versions
+                setattr(obj, k, v)
         return obj
 
 

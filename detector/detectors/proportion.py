@@ -19,6 +19,7 @@ False
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from itertools import islice
 from typing import Any, NamedTuple
@@ -70,6 +71,7 @@ class Judgement(NamedTuple):
     judged: bool = True
 
 
+_FLOOR = operator.itemgetter(1)
 _SKIP = Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
 
 
@@ -465,8 +467,8 @@ class CountTest(Stateful):
         # drop / stop: scan spans of recent windows, keep the most surprising; a window holding
         # more than half of what it should is recovering or normal, and is not scanned
         best: tuple[float, int, float] | None = None
-        if count > 0.5 * lam:
-            hist: deque[list[float]] = deque()
+        if count > 0.5 * lam or lam + sum(map(_FLOOR, self.recent)) < self.min_expected * (1 - 1e-9):
+            hist: deque[list[float]] = deque()  # no span of them could reach min_expected: nothing to scan
         else:
             hist = self.recent
         k_span, lam_span = count, lam

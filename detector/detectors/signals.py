@@ -234,6 +234,8 @@ class Alarm(Stateful):
     [False, True, True, True, True, True, False, False]
     """
 
+    __slots__ = ("warmup", "persistence", "clear_after", "seen", "hits", "calm", "firing")
+
     def __init__(self, warmup: int = 60, persistence: int = 2, clear_after: int = 5):
         self.warmup = warmup
         self.persistence = persistence
