@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -131,7 +131,8 @@ class ProportionTest(Stateful):
     def _reset(self) -> None:
         self.k_sum = 0.0
         self.n_sum = 0.0
-        self.recent: deque[list[int]] = deque(maxlen=self.max_span)
+        #: [events, trials] of the last max_span windows (a list: a deque's first block alone is ~600 bytes)
+        self.recent: list[list[int]] = []
         self.recent_k = 0  # events (errors) held in ``recent``
         self.recent_n = 0  # trials held in ``recent``
         self.learned = 0
@@ -221,9 +222,10 @@ class ProportionTest(Stateful):
 
     def learn(self, k: int, n: int, weight: float = 1.0) -> None:
         """Add this window to the span history and (with ``weight``) to the baseline."""
-        if len(self.recent) == self.recent.maxlen:
+        if len(self.recent) >= self.max_span:
             self.recent_k -= self.recent[0][0]
             self.recent_n -= self.recent[0][1]
+            del self.recent[0]  # (a checkpoint from before holds a deque: the same operations)
         self.recent.append([k, n])
         self.recent_k += k
         self.recent_n += n
@@ -251,7 +253,8 @@ class ProportionTest(Stateful):
     def _forget_before(self, keep: int) -> None:
         """Drop all but the last ``keep`` windows from the span history."""
         while len(self.recent) > keep:
-            k, n = self.recent.popleft()
+            k, n = self.recent[0]
+            del self.recent[0]  # (a list, or the deque of a checkpoint from before)
             self.recent_k -= k
             self.recent_n -= n
 
@@ -349,7 +352,8 @@ class CountTest(Stateful):
         # weekday slots first, then weekend slots
         self.slot_level = [0.0] * (2 * self.slots)
         self.slot_n = [0] * (2 * self.slots)
-        self.recent: deque[list[float]] = deque(maxlen=self.max_span)
+        #: [count, floor] of the last max_span windows (a list: a deque's first block alone is ~600 bytes)
+        self.recent: list[list[float]] = []
         #: Start of the first window learned (-1: none yet).
         self.since = -1
         #: Whether the last judgement had history of its hour on its kind of day and a day in all.
@@ -467,8 +471,9 @@ class CountTest(Stateful):
         # drop / stop: scan spans of recent windows, keep the most surprising; a window holding
         # more than half of what it should is recovering or normal, and is not scanned
         best: tuple[float, int, float] | None = None
+        hist: Sequence[list[float]]
         if count > 0.5 * lam or lam + sum(map(_FLOOR, self.recent)) < self.min_expected * (1 - 1e-9):
-            hist: deque[list[float]] = deque()  # no span of them could reach min_expected: nothing to scan
+            hist = ()  # no span of them could reach min_expected: nothing to scan
         else:
             hist = self.recent
         k_span, lam_span = count, lam
@@ -500,6 +505,8 @@ class CountTest(Stateful):
         if floor is None:
             floor = self.expected_floor(ts_ms)[0]
         self.recent.append([count, round(floor, 4)])
+        if len(self.recent) > self.max_span:
+            del self.recent[0]  # (a checkpoint from before holds a deque: the same operations)
         if 0 <= self.last_ts < ts_ms and ts_ms - self.last_ts < self.size:
             self.size = ts_ms - self.last_ts
         self.last_ts = ts_ms
@@ -611,6 +618,8 @@ class CountTest(Stateful):
                 if i == n - 1:
                     last = self._judge(0, t, floor)
                 recent.append([0, round(floor, 4)])
+                if len(recent) > self.max_span:
+                    del recent[0]
             if 0 <= self.last_ts < t and t - self.last_ts < self.size:
                 self.size = t - self.last_ts
             self.last_ts = t

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from detector.detectors.base import UnivariateDetector
 
@@ -118,7 +117,8 @@ class RobustLikelihood(UnivariateDetector):
         self.prev = 0.0
         self.lo = 0.0
         self.hi = 0.0
-        self.raws: deque[float] = deque(maxlen=self.short_window)
+        # a list, not a deque: a deque's first block alone is ~600 bytes, and every signal of every route has one
+        self.raws: list[float] = []
         self.raw_sum = 0.0
         self.lik_n = 0
         self.lik_mean = 0.0
@@ -234,8 +234,9 @@ class RobustLikelihood(UnivariateDetector):
         self.hi = max(self.hi, x)
         self.lo = min(self.lo, x)
         # long-run distribution of the short-window mean raw score
-        if len(self.raws) == self.short_window:
+        if len(self.raws) >= self.short_window:
             self.raw_sum -= self.raws[0]
+            del self.raws[0]  # (a checkpoint from before holds a deque: the same operations)
         self.raws.append(raw)
         self.raw_sum += raw
         la = max(self.likelihood_alpha, 1.0 / (self.lik_n + 1))
