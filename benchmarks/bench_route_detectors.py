@@ -76,7 +76,7 @@ def main() -> None:
         snap = st.snapshot()
         route_sizes.append(len(json.dumps(snap)))
         for name, s in snap["dets"].items():
-            sizes.setdefault(name, []).append(len(json.dumps(s)) + len(json.dumps(snap["alarms"][name])))
+            sizes.setdefault(name, []).append(len(json.dumps(s)) + len(json.dumps(snap["alarms"].get(name, {}))))
     print(f"state per route: median {statistics.median(route_sizes):,.0f} B, max {max(route_sizes):,} B")
     print("state per signal (detector + alarm, JSON bytes, max over routes):")
     for name in sorted(sizes):

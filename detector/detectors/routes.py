@@ -79,12 +79,30 @@ SIGNALS: tuple[_Spec, ...] = (
 )
 
 
+_SPECS = {s.name: s for s in SIGNALS}
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _order(extras: tuple[str, ...]) -> tuple[str, ...]:
+    """The alarms of a route in their walking order: the signals, the route's SLO and spend guard, the
+    static limits, the canary signals (one shared tuple per shape)."""
+    order = _ORDERS.get(extras)
+    if order is None:
+        order = _ORDERS[extras] = (*_SPECS, *extras, "guardrail_p95", "guardrail_error_rate",
+                                   "guardrail_rejection_rate", *CANARY_SIGNALS)
+    return order
+
+
 class _RouteState:
     """All detectors and alarms of one route."""
 
     def __init__(self, config: Config, rc: RouteConfig):
-        dc = config.detectors
-        self.dets: dict[str, Stateful] = {s.name: s.make(rc) for s in SIGNALS}
+        self.config, self.rc = config, rc
+        #: Detectors and alarms are made when their signal is first judged (:meth:`det`, :meth:`alarm`): a
+        #: quiet route never judges a p99, spend or tokens (they need busy windows), and each would hold
+        #: about a kilobyte. ``order`` is the order alarms are walked in (as if all had been made at once).
+        self.dets: dict[str, Stateful] = {}
+        extras: tuple[str, ...] = ()
         if rc.slo is not None:  # the SRE workbook's windows, in windows of this config's size
             per_min = 60 / config.windows.size_s
             self.dets["slo_burn_rate"] = BurnRate(
@@ -93,15 +111,13 @@ class _RouteState:
                 slow=(max(1, round(360 * per_min)), max(1, round(30 * per_min)), 6.0),
                 bucket=max(1, round(5 * per_min)),
             )
+            extras += ("slo_burn_rate",)
         if rc.guardrails.max_spend_per_hour is not None:
             self.dets["guardrail_spend"] = SpendGuard(rc.guardrails.max_spend_per_hour,
                                                       3600 // config.windows.size_s)
+            extras += ("guardrail_spend",)
+        self.order = _order(extras)
         self.alarms: dict[str, Alarm] = {}
-        for name in self.dets:
-            warm = 0 if name.startswith(("slo_", "guardrail_")) else dc.warmup_windows
-            self.alarms[name] = Alarm(warm, dc.persistence, dc.clear_after)
-        for name in ("guardrail_p95", "guardrail_error_rate", "guardrail_rejection_rate", *CANARY_SIGNALS):
-            self.alarms[name] = Alarm(0, dc.persistence, dc.clear_after)
         #: New versions compared side by side with the old ones while both serve.
         self.canary = CanaryWatch()
         self.last: dict[str, list[float]] = {}
@@ -148,10 +164,22 @@ class _RouteState:
         self.canary = CanaryWatch.from_dict(d.get("canary", {}))
         rb = d.get("rollback")
         self.rollback = (str(rb[0]), str(rb[1])) if rb else None
-        for name in CANARY_SIGNALS:  # a checkpoint from before canary analysis
-            if name not in self.alarms:
-                self.alarms[name] = Alarm(0, self.alarms["request_volume"].persistence,
-                                          self.alarms["request_volume"].clear_after)
+
+    def det(self, name: str) -> Stateful:
+        """The signal's detector, made when first needed."""
+        det = self.dets.get(name)
+        if det is None:
+            det = self.dets[name] = _SPECS[name].make(self.rc)
+        return det
+
+    def alarm(self, name: str) -> Alarm:
+        """The signal's alarm, made when the signal is first judged."""
+        alarm = self.alarms.get(name)
+        if alarm is None:
+            dc = self.config.detectors
+            warm = 0 if name.startswith(("slo_", "guardrail_")) or name in CANARY_SIGNALS else dc.warmup_windows
+            alarm = self.alarms[name] = Alarm(warm, dc.persistence, dc.clear_after)
+        return alarm
 
 
 class RouteDetectors:
@@ -182,9 +210,9 @@ class RouteDetectors:
         st = self.routes.get(route)
         if st is None:
             return False
-        vol = st.dets["request_volume"]
-        assert isinstance(vol, CountTest)
-        if not vol.silent() or st.canary.active or "slo_burn_rate" in st.dets or "guardrail_spend" in st.dets:
+        vol = st.dets.get("request_volume")
+        if not isinstance(vol, CountTest) or not vol.silent() or st.canary.active or "slo_burn_rate" in st.dets \
+                or "guardrail_spend" in st.dets:
             return False
         return not any(a.firing for a in st.alarms.values())
 
@@ -193,16 +221,16 @@ class RouteDetectors:
         learns each (:meth:`CountTest.zeros`), and the alarms of the signals an empty window judges (volume,
         and the canary signals, quiet while no comparison runs) count them as calm."""
         st = self._state(run.route)
-        vol = st.dets["request_volume"]
+        vol = st.det("request_volume")
         assert isinstance(vol, CountTest)
         r, judged = vol.zeros(run.start, run.end, run.size)
         start, end = float(run.end - run.size), float(run.end)
         if judged:
             st.last["request_volume"] = [r.observed, r.baseline, r.threshold, r.score, start, end]
-            _calm(st.alarms["request_volume"], judged)
+            _calm(st.alarm("request_volume"), judged)
         for name, q in QUIET.items():
             st.last[name] = [q.observed, q.baseline, q.threshold, q.score, start, end]
-            _calm(st.alarms[name], run.count)
+            _calm(st.alarm(name), run.count)
 
     def heighten(self, route: str, until_ms: int) -> None:
         """Watch a route harder until ``until_ms`` (after an incident resolves): no persistence."""
@@ -248,7 +276,7 @@ class RouteDetectors:
         st = self._state(w.route)
         rc = self.config.route(w.route)
         results: dict[str, Judgement | None] = {}
-        d = st.dets
+        d = st.det
 
         # latency: pool low-volume windows until enough samples
         sketch = w.latency
@@ -260,7 +288,7 @@ class RouteDetectors:
             for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
                 if sketch.count < LATENCY_MIN_SAMPLES[name]:
                     continue
-                det = d[name]
+                det = d(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
         elif sketch.count and st.pending_latency is None:
@@ -269,10 +297,13 @@ class RouteDetectors:
 
         n = max(w.requests, w.error_count)
         for name, (classes, _) in ERROR_GROUPS.items():
-            det = d[name]
+            if not n:
+                results[name] = None
+                continue
+            det = d(name)
             assert isinstance(det, ProportionTest)
             k = sum([w.errors.get(c, 0) for c in classes]) if w.errors else 0
-            results[name] = det.update(k, n) if n else None
+            results[name] = det.update(k, n)
         if w.errors_by_tool:
             st.subject["errors_tool"] = max(sorted(w.errors_by_tool), key=w.errors_by_tool.__getitem__)
         per_tool = self._per_tool(st, w)
@@ -283,53 +314,58 @@ class RouteDetectors:
                 results["errors_tool"] = per_tool[1]
 
         reviews = w.review_count
-        rv = d["review_rejection_rate"]
-        assert isinstance(rv, ProportionTest)
-        results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews) if reviews else None
+        results["review_rejection_rate"] = None
+        if reviews:
+            rv = d("review_rejection_rate")
+            assert isinstance(rv, ProportionTest)
+            results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews)
 
         # A partial window (the end of a replay, which the watermark has not passed) may still be missing
         # events: it is judged for rates, latency and cost per request, never for its volume or totals.
         partial = w.partial
-        vol = d["request_volume"]
-        assert isinstance(vol, CountTest)
-        results["request_volume"] = None if partial else vol.update(w.requests, w.start)
+        vol = st.dets.get("request_volume")
+        if not partial:
+            vol = d("request_volume")
+        assert vol is None or isinstance(vol, CountTest)
+        results["request_volume"] = None if vol is None or partial else vol.update(w.requests, w.start)
         if results["request_volume"] is not None and results["request_volume"].anomalous:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
-            st.weak["request_volume"] = r.observed < r.baseline and not vol.familiar
+            st.weak["request_volume"] = r.observed < r.baseline and not (vol is not None and vol.familiar)
 
         # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
         # requests; such routes are judged by cost per request (pooled) instead
         busy = not partial and w.requests >= self.config.detectors.min_requests
         if w.cost_events and busy:
-            results["spend"] = _lvl(d["spend"], w.cost_usd, w.start)
+            results["spend"] = _lvl(d("spend"), w.cost_usd, w.start)
         # cost per request: pool quiet windows until enough requests
         if w.requests and w.cost_events:
             pc = st.pending_cost or [0.0, 0]
             pc = [pc[0] + w.cost_usd, pc[1] + w.requests]
             if pc[1] >= MIN_COST_REQUESTS:
-                results["cost_per_request"] = _lvl(d["cost_per_request"], pc[0] / pc[1], w.start, int(pc[1]))
+                results["cost_per_request"] = _lvl(d("cost_per_request"), pc[0] / pc[1], w.start, int(pc[1]))
                 st.pending_cost = None
             else:
                 st.pending_cost = pc
         if busy:
-            results["tokens"] = _lvl(d["tokens"], float(w.tokens), w.start)
+            results["tokens"] = _lvl(d("tokens"), float(w.tokens), w.start)
             top = w.top_key()
             count = float(top[2]) if top else 0.0
-            r = _lvl(d["runaway_key"], count, w.start)
+            r = _lvl(d("runaway_key"), count, w.start)
             if r.anomalous and w.max_key_share < 0.2:
                 r = Judgement(False, r.observed, r.baseline, r.threshold, r.score)
             results["runaway_key"] = r
             if top is not None and r.anomalous:
                 st.subject["runaway_key"] = top[0]
 
-        if "slo_burn_rate" in d:
-            br = d["slo_burn_rate"]
+        dets = st.dets
+        if "slo_burn_rate" in dets:
+            br = dets["slo_burn_rate"]
             assert isinstance(br, BurnRate)
             k = sum(w.errors.get(c, 0) for c in AVAILABILITY_CLASSES)
             results["slo_burn_rate"] = br.update(k, w.requests)
-        if "guardrail_spend" in d:
-            sg = d["guardrail_spend"]
+        if "guardrail_spend" in dets:
+            sg = dets["guardrail_spend"]
             assert isinstance(sg, SpendGuard)
             results["guardrail_spend"] = None if partial else sg.update(w.cost_usd)
         g = rc.guardrails
@@ -396,9 +432,11 @@ class RouteDetectors:
     def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:
         out: list[Firing] = []
         need = 1 if w.end <= st.heightened_until else None
-        for name, alarm in st.alarms.items():
+        alarms = st.alarms
+        for name in st.order:
             r = results.get(name)
             if r is not None and r.judged:
+                alarm = alarms.get(name) or st.alarm(name)
                 start = w.start
                 det = st.dets.get(name)
                 if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
@@ -408,7 +446,10 @@ class RouteDetectors:
                 sure = r.anomalous and r.score >= OVERWHELMING and isinstance(det, ProportionTest | CountTest)
                 on = alarm.step(r.anomalous, 1 if sure else need)
             else:
-                on = alarm.firing  # nothing judged: the alarm stays as it is
+                idle = alarms.get(name)
+                if idle is None:  # never judged: no alarm yet
+                    continue
+                on = idle.firing  # nothing judged: the alarm stays as it is
             if not on or name not in st.last:
                 continue
             obs, base, thr, score, ws, we = st.last[name]
