@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -144,7 +143,8 @@ class IncidentEngine:
         # ``_before_win`` and read only when an incident opens (or a snapshot is taken)
         self.before: dict[str, dict[str, list[str]]] = {}
         self._before_win: dict[str, WindowAggregate] = {}
-        self._recent: dict[str, deque[WindowAggregate]] = {}  # route -> its last closed windows
+        #: route -> its last LEAD_WINDOWS closed windows (a list: a deque's first block is ~600 bytes a route)
+        self._recent: dict[str, list[WindowAggregate]] = {}
         self.changes = ChangeTracker(max_routes=config.windows.max_routes)  # every route the windower holds
         self.board = board if board is not None else ProviderBoard()
         self.groups = groups if groups is not None else GroupBook()
@@ -176,8 +176,10 @@ class IncidentEngine:
             out.extend(self._fire(w, rc, itype, by_type[itype]))
         ring = self._recent.get(w.route)
         if ring is None:
-            ring = self._recent[w.route] = deque(maxlen=LEAD_WINDOWS)
+            ring = self._recent[w.route] = []
         ring.append(w)
+        if len(ring) > LEAD_WINDOWS:
+            del ring[0]
         for key in [k for k, o in self.open.items() if o.route == w.route and o.itype not in by_type]:
             o = self.open[key]
             if w.end - o.last_fire >= self.resolve_ms:
@@ -195,9 +197,10 @@ class IncidentEngine:
         self.changes.observe_empty(run.route, run.end, run.count)
         ring = self._recent.get(run.route)
         if ring is None:
-            ring = self._recent[run.route] = deque(maxlen=LEAD_WINDOWS)
+            ring = self._recent[run.route] = []
         ring.extend(EmptyRun(run.route, max(run.start, run.end - LEAD_WINDOWS * run.size), run.end,
                              run.size).windows())
+        del ring[:-LEAD_WINDOWS]
 
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         rc = self.config.route(evicted.route)
@@ -499,7 +502,7 @@ class IncidentEngine:
         self.before = snap["before"]
         self._before_win = {}
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
-        self._recent = {r: deque((WindowAggregate.from_dict(w) for w in ws), maxlen=LEAD_WINDOWS)
+        self._recent = {r: [WindowAggregate.from_dict(w) for w in ws[-LEAD_WINDOWS:]]
                         for r, ws in snap.get("recent", {}).items()}
         self.restore_global(snap.get("globals", {}))
         self.board.restore(snap.get("board", {}))
@@ -561,8 +564,7 @@ class IncidentEngine:
             if d["before"] is not None:
                 self.before[route] = d["before"]
             if d["recent"] is not None:
-                self._recent[route] = deque((WindowAggregate.from_dict(w) for w in d["recent"]),
-                                            maxlen=LEAD_WINDOWS)
+                self._recent[route] = [WindowAggregate.from_dict(w) for w in d["recent"][-LEAD_WINDOWS:]]
         self.changes.restore_parts(glob.get("changes", {}),
                                    {r: d["changes"] for r, d in routes.items() if d["changes"] is not None})
 
