@@ -72,6 +72,23 @@ class Judgement(NamedTuple):
 
 
 _FLOOR = operator.itemgetter(1)
+#: One shared [events, trials] list for each common small window (never mutated: histories only read their
+#: entries), so the span histories of quiet routes hold pointers, not a list per window.
+_PAIRS: dict[tuple[int, int], list[int]] = {(k, n): [k, n] for k in range(4) for n in range(k, 65)}
+#: The same for a volume test's [count, floor] of quiet windows (floors are kept to 1e-4), made as met.
+_QUIET_ENTRIES: dict[tuple[int, float], list[float]] = {}
+
+
+def _entry(count: int, floor: float) -> list[float]:
+    """A volume test's history entry; shared (read only) when the window is quiet."""
+    floor = round(floor, 4)
+    if count > 3 or floor >= 1.0:
+        return [count, floor]
+    key = (count, floor)
+    entry = _QUIET_ENTRIES.get(key)
+    if entry is None:
+        entry = _QUIET_ENTRIES[key] = [count, floor]  # at most 4 x 10,000 of them
+    return entry
 _SKIP = Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
 
 
@@ -226,7 +243,7 @@ class ProportionTest(Stateful):
             self.recent_k -= self.recent[0][0]
             self.recent_n -= self.recent[0][1]
             del self.recent[0]  # (a checkpoint from before holds a deque: the same operations)
-        self.recent.append([k, n])
+        self.recent.append(_PAIRS.get((k, n)) or [k, n])
         self.recent_k += k
         self.recent_n += n
         if weight > 0 and n > 0:
@@ -504,7 +521,7 @@ class CountTest(Stateful):
         window's :meth:`expected_floor`, when already known)."""
         if floor is None:
             floor = self.expected_floor(ts_ms)[0]
-        self.recent.append([count, round(floor, 4)])
+        self.recent.append(_entry(count, floor))
         if len(self.recent) > self.max_span:
             del self.recent[0]  # (a checkpoint from before holds a deque: the same operations)
         if 0 <= self.last_ts < ts_ms and ts_ms - self.last_ts < self.size:
@@ -617,7 +634,7 @@ class CountTest(Stateful):
                 floor, self.familiar = self.expected_floor(t)
                 if i == n - 1:
                     last = self._judge(0, t, floor)
-                recent.append([0, round(floor, 4)])
+                recent.append(_entry(0, floor))
                 if len(recent) > self.max_span:
                     del recent[0]
             if 0 <= self.last_ts < t and t - self.last_ts < self.size:

@@ -284,7 +284,7 @@ class Windower:
         else:
             if r.wake > start:  # asleep: walked again when this window closes (the ones before are empty)
                 r.wake = max(start, r.next_start)
-                heapq.heappush(self._wakes, (r.wake, r.seq, ev.route))
+                self._schedule(r)
             if ts_ms > r.t3:  # the route's clock: its third-newest event time
                 if ts_ms > r.t2:
                     r.t3 = r.t2
@@ -349,8 +349,19 @@ class Windower:
         due = r.last_seen + self.idle_ms  # the first window end at or after it evicts the route
         r.wake = max(r.next_start, -(-due // size) * size - size)
         del self.awake[route]
-        heapq.heappush(self._wakes, (r.wake, r.seq, route))
+        self._schedule(r)
         return True
+
+    def _schedule(self, r: _Route) -> None:
+        """Put a sleeping route's wake-up on the heap. An earlier entry of the route stays there, stale
+        (it no longer matches ``r.wake``): when stale ones outnumber the sleeping routes, the heap is
+        rebuilt from the live ones, so its size stays within twice the routes asleep."""
+        wakes = self._wakes
+        heapq.heappush(wakes, (r.wake, r.seq, r.name))
+        if len(wakes) > 2 * (len(self.routes) - len(self.awake)) + 64:
+            routes = self.routes
+            wakes[:] = [e for e in wakes if (x := routes.get(e[2])) is not None and x.wake == e[0] and x.seq == e[1]]
+            heapq.heapify(wakes)  # in place: a walk in progress holds the list
 
     def _wake_due(self, start: int) -> None:
         """Wake the sleeping routes whose wake-up is at or before the window ``start``."""
