@@ -166,3 +166,25 @@ def test_an_empty_run_reaching_the_end_of_a_replay_leaves_its_partial_windows_un
     assert isinstance(out[0], EmptyRun) and (out[0].start, out[0].end) == (0, 7 * MIN)
     assert [(w.start, w.partial) for w in out[1:]] == [(7 * MIN, True), (8 * MIN, True), (9 * MIN, True)]
     assert _mark_partial([run_], 10 * MIN) == [run_]
+
+
+def test_learning_a_run_of_empty_windows_in_one_step_equals_learning_each() -> None:
+    """CountTest.zeros against update(0, t) window by window: the same judgement, count and state, on quiet
+    histories of many shapes and runs from a window to a day and a half (hours stepped a slot at a time)."""
+    from detector.detectors.proportion import CountTest
+
+    rng = random.Random(3)
+    for _ in range(60):
+        a, b = CountTest(), CountTest()
+        t = rng.randrange(0, 10**6) * MIN
+        p = rng.choice([1 / 20, 1 / 60, 1 / 200])
+        for _ in range(rng.randrange(1, 3000)):
+            c = (1 if rng.random() < p else 0) if rng.random() < 0.99 else rng.randrange(0, 4)
+            a.update(c, t)
+            b.update(c, t)
+            t += MIN
+        assert b.silent()
+        n = rng.randrange(1, 2200)
+        rs = [a.update(0, t + i * MIN) for i in range(n)]
+        assert b.zeros(t, t + n * MIN, MIN) == (rs[-1], sum(r.judged for r in rs))
+        assert a.snapshot() == b.snapshot() and a.familiar == b.familiar

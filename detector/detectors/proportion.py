@@ -627,7 +627,17 @@ class CountTest(Stateful):
         hl, fhl, shl = (ew_weight(h, 1 << 60) for h in (self.half_life, self.fast_half_life, self.slot_half_life))
         slots, smin = self.slots, self.slot_min
         slot_level, slot_n = self.slot_level, self.slot_n
-        for i, t in enumerate(starts):
+        i = 1 if tail > 1 else 0
+        if i:  # the first window on its own (its step from the last window learned may set the size)
+            judged += self.zeros(start, start + size, size)[1]
+        while i < tail:  # windows whose floors leave the span: learned an hour at a time, no floor
+            t = start + i * size
+            k = min(tail - i, -(-(((t // 3_600_000) + 1) * 3_600_000 - t) // size))  # to the hour's end
+            judged += k if self.n else k - 1
+            self._zeros_in_slot(t, k, size, (hl, fhl, shl))
+            i += k
+        head = i
+        for i, t in enumerate(starts[head:], start=head):
             if self.n:
                 judged += 1
             if i >= tail:
@@ -661,3 +671,38 @@ class CountTest(Stateful):
             if top is not None and (level >= top or sn + 1 == smin):
                 self._top = None
         return last, judged
+
+    def _zeros_in_slot(self, t: int, k: int, size: int, rates: tuple[float, float, float]) -> None:
+        """``learn(0, ...)`` of ``k`` windows ``size`` apart from ``t``, all in one slot, none of them kept in
+        the span (the same arithmetic, step by step; a slot level that no longer moves at its precision
+        stops being stepped)."""
+        hl, fhl, shl = rates
+        if size < self.size:
+            self.size = size
+        self.last_ts = t + (k - 1) * size
+        self.gap += k
+        n, level, fast = self.n, self.level, self.fast
+        for _ in range(k):
+            plain = 1.0 / (n + 1)
+            a = hl if hl >= plain else plain
+            level += a * (0 - level)
+            a = fhl if fhl >= plain else plain
+            fast += a * (0 - fast)
+            n += 1
+        self.n, self.level, self.fast = n, level, fast
+        s = self._slot(t)
+        lv = first = self.slot_level[s]
+        sn = first_n = self.slot_n[s]
+        for left in range(k, 0, -1):
+            plain = 1.0 / (sn + 1)
+            a = shl if shl >= plain else plain
+            new = round(lv + a * (0 - lv), 4)
+            if new == lv and a == shl:  # rounding holds it here from now on
+                sn += left
+                break
+            lv = new
+            sn += 1
+        self.slot_level[s], self.slot_n[s] = lv, sn
+        top = self._top
+        if top is not None and (first >= top or first_n < self.slot_min <= sn):
+            self._top = None
