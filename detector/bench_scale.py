@@ -5,8 +5,9 @@ route. Each route here sends ``--per-hour`` requests an hour (a usage, a
 latency and a cost event each) at random minutes, over ``--hours`` hours.
 Replay is measured in CPU time against a bare ``json.loads`` loop over the
 same lines, alternately, medians of ``--repeat`` pairs. Memory is measured in
-a fresh process: resident bytes held after the replay (the pipeline alive)
-less before it, per route, beside the JSON checkpoint size per route.
+a fresh process, the fleet generated an hour at a time: resident bytes held
+after the replay (the pipeline alive) less before it, per route, beside the
+JSON checkpoint size per route.
 
 >>> lines = quiet_fleet(3, hours=2)
 >>> len(lines), sorted({json.loads(x)["type"] for x in lines})
@@ -22,7 +23,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from detector.bench_replay import measure
 from detector.config import Config
@@ -34,13 +35,18 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 def quiet_fleet(routes: int, hours: int = 24, per_hour: int = 1, seed: int = 5) -> list[bytes]:
     """``routes`` routes each sending ``per_hour`` requests an hour at random minutes, in time order."""
+    return [line for hour in fleet_hours(routes, hours, per_hour, seed) for line in hour]
+
+
+def fleet_hours(routes: int, hours: int = 24, per_hour: int = 1, seed: int = 5) -> Iterator[list[bytes]]:
+    """:func:`quiet_fleet` an hour at a time (a fleet of 100,000 routes is never held whole)."""
     rng = random.Random(seed)
-    events: list[tuple[int, bytes]] = []
-    for r in range(routes):
-        route = f"team{r % 50}.feature{r}"
-        for h in range(hours):
+    for h in range(hours):
+        events: list[tuple[int, bytes]] = []
+        for r in range(routes):
+            route = f"team{r % 50}.feature{r}"
             for k in range(per_hour):
-                ts = T0 + h * 3_600_000 + rng.randrange(3_600_000)
+                ts = T0 + h * 3_600_000 + rng.randrange(3_600_000 - 2)  # its three events inside the hour
                 rid = f"{r}-{h}-{k}"
                 base = {"route": route, "model": "m1", "provider": "p", "request_id": rid}
                 events.append((ts, json.dumps({"event_id": rid + "u", "type": "usage", "ts": ts, **base,
@@ -50,8 +56,8 @@ def quiet_fleet(routes: int, hours: int = 24, per_hour: int = 1, seed: int = 5) 
                                                    "latency_ms": round(rng.lognormvariate(6.5, 0.3), 1)}).encode()))
                 events.append((ts + 2, json.dumps({"event_id": rid + "c", "type": "cost", "ts": ts + 2, **base,
                                                    "cost_usd": 0.002}).encode()))
-    events.sort(key=lambda e: e[0])
-    return [line for _, line in events]
+        events.sort(key=lambda e: e[0])
+        yield [line for _, line in events]
 
 
 def config_for(routes: int) -> Config:
@@ -69,16 +75,14 @@ def memory(routes: int, hours: int, per_hour: int) -> dict[str, float]:
     and its checkpoint's JSON bytes per route."""
     from detector.pipeline import Pipeline
 
-    lines = quiet_fleet(routes, hours, per_hour)
     gc.collect()
     before = _resident()
     pipe = Pipeline(config_for(routes))
-    for i in range(0, len(lines), 100_000):
-        pipe.process_many(lines[i:i + 100_000])
+    for lines in fleet_hours(routes, hours, per_hour):  # an hour's lines at a time: what is held is the pipeline
+        pipe.process_many(lines)
     del lines
     gc.collect()
     held = _resident() - before
-    # the lines list is freed, but its pages may stay mapped: bound it from below by what stays resident
     sample = sorted(pipe.windower.routes)[:: max(1, routes // 200)]
     snap = sum(len(json.dumps(pipe.route_state(r))) for r in sample) / max(1, len(sample))
     return {"routes": len(pipe.windower.routes), "bytes_per_route": held / max(1, len(pipe.windower.routes)),

@@ -80,6 +80,7 @@ SIGNALS: tuple[_Spec, ...] = (
 
 
 _SPECS = {s.name: s for s in SIGNALS}
+_QUIET_JUDGEMENT = next(iter(QUIET.values()))  # the one judgement every quiet canary signal gets
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
@@ -228,8 +229,10 @@ class RouteDetectors:
         if judged:
             st.last["request_volume"] = [r.observed, r.baseline, r.threshold, r.score, start, end]
             _calm(st.alarm("request_volume"), judged)
-        for name, q in QUIET.items():
-            st.last[name] = [q.observed, q.baseline, q.threshold, q.score, start, end]
+        q = _QUIET_JUDGEMENT
+        entry = [q.observed, q.baseline, q.threshold, q.score, start, end]
+        for name in QUIET:
+            st.last[name] = entry  # one entry for the four (read, never changed in place)
             _calm(st.alarm(name), run.count)
 
     def heighten(self, route: str, until_ms: int) -> None:
@@ -433,6 +436,8 @@ class RouteDetectors:
         out: list[Firing] = []
         need = 1 if w.end <= st.heightened_until else None
         alarms = st.alarms
+        shared: tuple[Judgement | None, list[float]] = (None, [])
+        entry: list[float] = []
         for name in st.order:
             r = results.get(name)
             if r is not None and r.judged:
@@ -441,7 +446,11 @@ class RouteDetectors:
                 det = st.dets.get(name)
                 if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
                     start = w.start - (det.onset - 1) * (w.end - w.start)
-                st.last[name] = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
+                if r is not shared[0]:  # the canary signals' quiet judgement is one object: one entry for all
+                    entry = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
+                    if r is _QUIET_JUDGEMENT:
+                        shared = (r, entry)
+                st.last[name] = entry  # (entries are read, never changed in place)
                 # a count test's p-value this small is no one-window fluke: no need to wait for a second
                 sure = r.anomalous and r.score >= OVERWHELMING and isinstance(det, ProportionTest | CountTest)
                 on = alarm.step(r.anomalous, 1 if sure else need)
