@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from math import log as _log
+from types import MappingProxyType
 from typing import Any
 
 from detector.events import (
@@ -61,8 +62,47 @@ BAD_OUTCOMES = frozenset(("rejected", "escalated"))
 AVAILABILITY = frozenset(("timeout", "rate_limited", "provider_error"))
 
 
+#: The shared read-only containers of windows closed with no events (see WindowAggregate.closed_empty);
+#: typed as the mutable ones they stand for: nothing changes a closed window's containers.
+_NO_DICT: dict[Any, Any] = MappingProxyType({})  # type: ignore[assignment]
+_NO_LIST: list[Any] = ()  # type: ignore[assignment]
+_NO_SET: set[Any] = frozenset()  # type: ignore[assignment]
+_NO_SKETCH = QuantileSketch()
+
+
 class WindowAggregate:
     """Accumulates one route's events in ``[start, end)`` (epoch ms)."""
+
+    @classmethod
+    def closed_empty(cls, route: str, start: int, end: int) -> WindowAggregate:
+        """A window that closed with no events: the same values as ``WindowAggregate(route, start, end)``,
+        with shared read-only containers (about a fifth of the memory: routes keep their last windows
+        for evidence, and an idle route's are empty).
+
+        >>> e = WindowAggregate.closed_empty("r", 0, 60_000)
+        >>> e == WindowAggregate("r", 0, 60_000), e.requests, e.versions, e.top_key()
+        (True, 0, {}, None)
+        """
+        w = cls.__new__(cls)
+        # the attributes in __init__'s order: the instance then shares its dict's keys with every other
+        w.route = route
+        w.start = start
+        w.end = end
+        w.events = w.requests = w.input_tokens = w.output_tokens = w.retries = 0
+        w.errors = w.errors_by_tool = w.tool_errors = _NO_DICT
+        w.latency = _NO_SKETCH
+        w.cost_usd = 0.0
+        w.cost_events = 0
+        w.reviews = _NO_DICT
+        w.tenants = _NO_SET
+        w.tenants_by_cause = _NO_DICT
+        w._affected = 0
+        w.trace_counts = w.request_counts = w.contexts = _NO_DICT
+        w._versions = None
+        w.request_ids = w.trace_ids = w.flagged_request_ids = w.flagged_trace_ids = w.changes = _NO_LIST
+        w.providers = _NO_DICT
+        w.partial = False
+        return w
 
     def __init__(self, route: str, start: int, end: int):
         self.route = route
@@ -337,6 +377,8 @@ class WindowAggregate:
     # -- snapshots ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able state, for checkpoints."""
+        if self.latency is _NO_SKETCH:  # made by closed_empty
+            return WindowAggregate(self.route, self.start, self.end).to_dict()
         d = {k: getattr(self, k) for k in _PLAIN}
         d["latency"] = self.latency.to_dict()
         d["contexts"] = [[list(k), v] for k, v in self.contexts.items()]

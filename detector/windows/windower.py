@@ -90,7 +90,8 @@ class EmptyRun:
 
     def windows(self) -> list[WindowAggregate]:
         """The run as empty windows, as the windower closed them before routes could sleep."""
-        return [WindowAggregate(self.route, s, s + self.size) for s in range(self.start, self.end, self.size)]
+        empty, size = WindowAggregate.closed_empty, self.size
+        return [empty(self.route, s, s + size) for s in range(self.start, self.end, size)]
 
 
 #: Events after which a route counts as established: over capacity, routes with fewer go first.
@@ -429,7 +430,7 @@ class Windower:
                     continue
                 else:
                     r.empty += 1
-                    out.append(WindowAggregate(name, start, end))
+                    out.append(WindowAggregate.closed_empty(name, start, end))
                 due = True
                 r.next_start = end
                 if end - r.last_seen >= self.idle_ms and not r.open:
