@@ -89,6 +89,8 @@ def _entry(count: int, floor: float) -> list[float]:
     if entry is None:
         entry = _QUIET_ENTRIES[key] = [count, floor]  # at most 4 x 10,000 of them
     return entry
+
+
 _SKIP = Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
 
 
@@ -598,7 +600,7 @@ class CountTest(Stateful):
         top += 1e-4  # floors are kept to 1e-4
         span = self.max_span
         worst = (span + 1) * top
-        if self.recent and max(f for _, f in self.recent) > top:
+        if self.recent and max(map(_FLOOR, self.recent)) > top:
             # after k more empty windows a span holds at most k + 1 new floors and the newest span - k old ones
             old = [0.0]
             for _, floor in reversed(self.recent):
@@ -618,65 +620,35 @@ class CountTest(Stateful):
         >>> b.zeros(90 * 60_000, 200 * 60_000, 60_000) == (rs[-1], 110), a.snapshot() == b.snapshot()
         (True, True)
         """
-        starts = range(start, end, size)
-        n = len(starts)
+        n = (end - start) // size
         tail = n - self.max_span  # from this window on, floors stay in ``recent``
         judged = 0
         last = _SKIP
-        recent = self.recent
-        hl, fhl, shl = (ew_weight(h, 1 << 60) for h in (self.half_life, self.fast_half_life, self.slot_half_life))
-        slots, smin = self.slots, self.slot_min
-        slot_level, slot_n = self.slot_level, self.slot_n
-        i = 1 if tail > 1 else 0
-        if i:  # the first window on its own (its step from the last window learned may set the size)
-            judged += self.zeros(start, start + size, size)[1]
-        while i < tail:  # windows whose floors leave the span: learned an hour at a time, no floor
+        i = 0
+        while i < n:
             t = start + i * size
-            k = min(tail - i, -(-(((t // 3_600_000) + 1) * 3_600_000 - t) // size))  # to the hour's end
-            judged += k if self.n else k - 1
-            self._zeros_in_slot(t, k, size, (hl, fhl, shl))
-            i += k
-        head = i
-        for i, t in enumerate(starts[head:], start=head):
-            if self.n:
-                judged += 1
-            if i >= tail:
+            if i == 0 or i >= tail:
+                # the first window (its step from the last one learned may set the size), and those whose
+                # floors stay in the span: as update(0, t) does it
+                if self.n:
+                    judged += 1
                 floor, self.familiar = self.expected_floor(t)
                 if i == n - 1:
                     last = self._judge(0, t, floor)
-                recent.append(_entry(0, floor))
-                if len(recent) > self.max_span:
-                    del recent[0]
-            if 0 <= self.last_ts < t and t - self.last_ts < self.size:
-                self.size = t - self.last_ts
-            self.last_ts = t
-            self.gap += 1
-            if self.since < 0:
-                self.since = t
-            plain = 1.0 / (self.n + 1)  # ew_weight, inlined
-            a = hl if hl >= plain else plain
-            self.level += a * (0 - self.level)
-            a = fhl if fhl >= plain else plain
-            self.fast += a * (0 - self.fast)
-            self.n += 1
-            hour = t // 3_600_000 % 24 * slots // 24  # _slot, inlined
-            s = hour + slots if (t // 86_400_000 + 3) % 7 >= 5 else hour
-            sn = slot_n[s]
-            plain = 1.0 / (sn + 1)
-            a = shl if shl >= plain else plain
-            level = slot_level[s]
-            slot_level[s] = round(level + a * (0 - level), 4)
-            slot_n[s] = sn + 1
-            top = self._top
-            if top is not None and (level >= top or sn + 1 == smin):
-                self._top = None
+                self.learn(0, t, 1.0, floor)
+                i += 1
+            else:  # windows whose floors leave the span: learned an hour at a time, no floor worked out
+                k = min(tail - i, -(-(((t // 3_600_000) + 1) * 3_600_000 - t) // size))  # to the hour's end
+                judged += k if self.n else k - 1
+                self._zeros_in_slot(t, k, size)
+                i += k
         return last, judged
 
-    def _zeros_in_slot(self, t: int, k: int, size: int, rates: tuple[float, float, float]) -> None:
-        """``learn(0, ...)`` of ``k`` windows ``size`` apart from ``t``, all in one slot, none of them kept in
-        the span (the same arithmetic, step by step; a slot level that no longer moves at its precision
-        stops being stepped)."""
-        hl, fhl, shl = rates
+    def _zeros_in_slot(self, t: int, k: int, size: int) -> None:
+        """``learn(0, ...)`` of ``k`` windows ``size`` apart from ``t``, after the first of a run, all in one
+        slot, none of them kept in the span (:meth:`learn`'s arithmetic, step by step, its weights inlined; a
+        slot level that no longer moves at its precision stops being stepped)."""
+        hl, fhl, shl = (ew_weight(h, 1 << 60) for h in (self.half_life, self.fast_half_life, self.slot_half_life))
         if size < self.size:
             self.size = size
         self.last_ts = t + (k - 1) * size

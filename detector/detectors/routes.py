@@ -326,15 +326,13 @@ class RouteDetectors:
         # A partial window (the end of a replay, which the watermark has not passed) may still be missing
         # events: it is judged for rates, latency and cost per request, never for its volume or totals.
         partial = w.partial
-        vol = st.dets.get("request_volume")
-        if not partial:
-            vol = d("request_volume")
+        vol = None if partial else d("request_volume")
         assert vol is None or isinstance(vol, CountTest)
-        results["request_volume"] = None if vol is None or partial else vol.update(w.requests, w.start)
-        if results["request_volume"] is not None and results["request_volume"].anomalous:
+        results["request_volume"] = None if vol is None else vol.update(w.requests, w.start)
+        if vol is not None and results["request_volume"] is not None and results["request_volume"].anomalous:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
-            st.weak["request_volume"] = r.observed < r.baseline and not (vol is not None and vol.familiar)
+            st.weak["request_volume"] = r.observed < r.baseline and not vol.familiar
 
         # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
         # requests; such routes are judged by cost per request (pooled) instead

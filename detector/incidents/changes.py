@@ -213,13 +213,7 @@ class ChangeTracker:
     # -- learning -------------------------------------------------------------------
     def observe(self, window: WindowAggregate, healthy: bool) -> None:
         """Record one closed window of a route (call in time order)."""
-        r = self._routes.pop(window.route, None) or _Route()
-        self._routes[window.route] = r  # most recently observed last
-        self._stamp += 1
-        r.stamp = self._stamp
-        if len(self._routes) > self.max_routes:
-            del self._routes[next(iter(self._routes))]
-        r.last_ms = max(r.last_ms, window.end)
+        r = self._touch(window.route, window.end, 1)
         rotated: set[str] = set()
         for ch in sorted(window.changes, key=lambda c: (c.get("ts", 0), str(c.get("event_id")))):
             self._explicit(r, ch, rotated)
@@ -268,13 +262,18 @@ class ChangeTracker:
 
     def observe_empty(self, route: str, end: int, count: int) -> None:
         """:meth:`observe` of ``count`` empty windows of a route, the last ending at ``end``, in one step."""
+        self._touch(route, end, count)
+
+    def _touch(self, route: str, end: int, windows: int) -> _Route:
+        """The route's timeline, as most recently observed (``windows`` of it, the last ending at ``end``)."""
         r = self._routes.pop(route, None) or _Route()
-        self._routes[route] = r
-        self._stamp += count
+        self._routes[route] = r  # most recently observed last
+        self._stamp += windows
         r.stamp = self._stamp
         if len(self._routes) > self.max_routes:
             del self._routes[next(iter(self._routes))]
         r.last_ms = max(r.last_ms, end)
+        return r
 
     def _explicit(self, r: _Route, ch: dict[str, Any], rotated: set[str]) -> None:
         kind = ch.get("kind")

@@ -417,8 +417,7 @@ class Windower:
                         soonest = ns
                     continue
                 if ns < start:  # windows it slept through (or a restored route's): closed empty, in one run
-                    out.append(EmptyRun(name, ns, start, size))
-                    r.empty += (start - ns) // size
+                    out.append(self._slept(r, start))
                 agg = r.open.pop(start, None)
                 if agg is not None:
                     r.empty = 0
@@ -481,11 +480,16 @@ class Windower:
             self.awake[name] = r
             self._resort = True
             if end is not None and r.next_start < end:
-                out.append(EmptyRun(name, r.next_start, end, self.size_ms))
-                r.empty += (end - r.next_start) // self.size_ms
+                out.append(self._slept(r, end))
                 r.next_start = end
-        self._wakes = []
+        self._wakes.clear()
         return out
+
+    def _slept(self, r: _Route, until: int) -> EmptyRun:
+        """The windows a route slept through, from its next window to ``until``, counted as empty ones."""
+        run = EmptyRun(r.name, r.next_start, until, self.size_ms)
+        r.empty += run.count
+        return run
 
     def unjudged(self) -> int:
         """Events held in windows that are still open (after :meth:`flush`: events from clocks skewed ahead)."""
