@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,10 @@ from pydantic import (
 
 from detector.events import Action, IncidentType
 
-__all__ = ["Config", "RouteConfig", "ConfigError", "load_config", "config_errors", "parse_config", "with_overrides"]
+__all__ = [
+    "Config", "RouteConfig", "Receiver", "DeliveryConfig", "ConfigError", "load_config", "config_errors",
+    "parse_config", "with_overrides",
+]
 
 ActionName = Action  # one list of containment actions, in events.py
 IncidentTypeName = IncidentType
@@ -229,6 +233,82 @@ class Silence(_Model):
         return self
 
 
+_URL = re.compile(r"^https?://[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[^\s]*)?$")
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class Receiver(_Model):
+    """Where incident events are delivered besides the incidents topic (``[[receivers]]``).
+
+    ``kind`` says the protocol: ``alertmanager`` (``url`` is Alertmanager's base URL; alerts go to
+    ``/api/v2/alerts`` and are re-sent while open), ``pagerduty`` (Events API v2; ``url`` defaults to
+    PagerDuty's, the routing key is the secret), ``webhook`` (the incident event as JSON, signed with
+    HMAC-SHA256; the signing key is the secret). A secret is given one way: in the file (``secret``),
+    an environment variable (``secret_env``) or a file (``secret_file``).
+
+    >>> Receiver.model_validate({"name": "pd", "kind": "pagerduty", "secret_env": "PD_KEY"}).target
+    'https://events.pagerduty.com/v2/enqueue'
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kind: Literal["alertmanager", "pagerduty", "webhook"]
+    url: str | None = None
+    #: Route globs whose incidents go to this receiver (any one matching is enough).
+    routes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    #: Seconds before one HTTP request is given up (and retried).
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    #: Messages waiting for this receiver at most; more are dropped (and counted) instead of slowing anything.
+    queue_size: int = Field(1000, ge=1, le=1_000_000)
+    #: Longest wait between two attempts of a message the receiver did not take (5xx, timeout, refused).
+    max_backoff_s: float = Field(60.0, gt=0, le=3600)
+    #: Alertmanager: open incidents are re-sent this often (an alert not re-sent ends by itself).
+    resend_s: float = Field(60.0, ge=1, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.match(value):
+            raise ValueError("not an http:// or https:// URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self) -> Receiver:
+        if self.url is None and self.kind != "pagerduty":
+            raise ValueError(f"a {self.kind} receiver needs url")
+        given = sum(x is not None for x in (self.secret, self.secret_env, self.secret_file))
+        if given > 1:
+            raise ValueError("give the secret one way: secret, secret_env or secret_file")
+        if given == 0 and self.kind != "alertmanager":
+            what = "the routing key" if self.kind == "pagerduty" else "the signing key"
+            raise ValueError(f"a {self.kind} receiver needs {what}: secret, secret_env or secret_file")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The URL requests go to."""
+        if self.kind == "pagerduty":
+            return self.url or PAGERDUTY_URL
+        assert self.url is not None
+        return self.url.rstrip("/") + "/api/v2/alerts" if self.kind == "alertmanager" else self.url
+
+    def matches(self, route: str) -> bool:
+        return any(fnmatch.fnmatchcase(route, g) for g in self.routes)
+
+
+class DeliveryConfig(_Model):
+    """How the service reads its incidents topic back to deliver them to the receivers."""
+
+    #: Consumer group of the delivery (default: the service's group_id with ``.delivery``).
+    group_id: str | None = None
+    #: At a (re)start, incidents up to this old are read back to know which are open.
+    lookback_s: int = Field(7 * 86400, ge=0)
+    #: Delivered positions are committed this often.
+    commit_interval_s: float = Field(2.0, gt=0, le=600)
+
+
 class Config(_Model):
     """The whole configuration. Every section has working defaults."""
 
@@ -240,6 +320,18 @@ class Config(_Model):
     #: Route glob -> settings; the first matching glob (in file order) wins.
     routes: dict[str, RouteConfig] = {}
     silences: list[Silence] = []
+    #: Alert receivers, each for the routes its globs match (several may match one route).
+    receivers: list[Receiver] = []
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique_receivers(cls, value: list[Receiver]) -> list[Receiver]:
+        names = [r.name for r in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"receiver names must be unique: {', '.join(dup)}")
+        return value
 
     def route(self, name: str) -> RouteConfig:
         """Settings for a route: the first matching glob, else the defaults."""

@@ -51,6 +51,8 @@ __all__ = [
     "COMMAND_NAMES",
     "COMMAND_RESULTS",
     "bounded",
+    "DeliveryMetrics",
+    "DELIVERY_OUTCOMES",
 ]
 
 #: The label value of anything outside its closed list.
@@ -352,3 +354,47 @@ def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int
         if d > 0:
             out[key] = d
     return out
+
+
+#: What became of a message handed to a receiver: ``delivered``; ``rejected`` (a 4xx, not retried);
+#: ``duplicate`` (its (incident_id, seq) was delivered before); ``dropped`` (the receiver's queue was full).
+DELIVERY_OUTCOMES: frozenset[str] = frozenset({"delivered", "rejected", "duplicate", "dropped"})
+
+
+class DeliveryMetrics:
+    """Metrics of the delivery to alert receivers; ``receiver`` is a configured receiver's name.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> m = DeliveryMetrics(reg, ["pd"])
+    >>> m.outcome("pd", "dropped"); m.outcome("pd", "typo")
+    >>> reg.get_sample_value("detector_delivery_messages_total", {"receiver": "pd", "outcome": "dropped"})
+    1.0
+    >>> reg.get_sample_value("detector_delivery_messages_total", {"receiver": "pd", "outcome": "other"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry, receivers: Iterable[str]):
+        r = registry
+        self.messages = Counter("detector_delivery_messages_total",
+                                "Incident events handed to a receiver, by receiver and outcome (delivered, "
+                                "rejected: a 4xx not retried, duplicate: delivered before, dropped: its queue "
+                                "was full).", ["receiver", "outcome"], registry=r)
+        self.retries = Counter("detector_delivery_retries_total",
+                               "Attempts that failed and will be retried (5xx, 408, 429, timeouts, refused).",
+                               ["receiver"], registry=r)
+        self.queued = Gauge("detector_delivery_queue_messages", "Messages waiting for a receiver.", ["receiver"],
+                            registry=r)
+        self.resends = Counter("detector_delivery_resends_total",
+                               "Re-sends of open incidents (Alertmanager), successful or not.",
+                               ["receiver", "outcome"], registry=r)
+        self.consumed = Counter("detector_delivery_consumed_total",
+                                "Incident events read back from the incidents topic for delivery.", registry=r)
+        for name in receivers:
+            for outcome in sorted(DELIVERY_OUTCOMES):
+                self.messages.labels(name, outcome)
+            self.retries.labels(name)
+            self.queued.labels(name)
+
+    def outcome(self, receiver: str, outcome: str) -> None:
+        self.messages.labels(receiver, bounded(outcome, DELIVERY_OUTCOMES)).inc()

@@ -29,28 +29,42 @@ from pydantic import SecretStr
 
 from detector.config import KafkaConfig
 
-__all__ = ["client_kwargs", "SecretError"]
+__all__ = ["client_kwargs", "SecretError", "secret_value"]
 
 
 class SecretError(ValueError):
     """A secret named by the config cannot be read (the message names the setting, not the value)."""
 
 
-def _secret(field: str, value: SecretStr | None, env: str | None, file: str | None,
-            environ: Mapping[str, str]) -> str | None:
+def secret_value(path: str, value: SecretStr | None, env: str | None, file: str | None,
+                 environ: Mapping[str, str] | None = None) -> str | None:
+    """A secret given in the config, by an environment variable or by a file; ``path`` names the setting
+    in errors (``receivers.0.secret`` -> ``receivers.0.secret_env: ...``).
+
+    >>> secret_value("receivers.0.secret", None, "PD_KEY", None, environ={})
+    Traceback (most recent call last):
+    ...
+    detector.service.clients.SecretError: receivers.0.secret_env: the environment variable PD_KEY is not set
+    """
+    environ = os.environ if environ is None else environ
     if value is not None:
         return value.get_secret_value()
     if env is not None:
         got = environ.get(env)
         if got is None:
-            raise SecretError(f"kafka.security.{field}_env: the environment variable {env} is not set")
+            raise SecretError(f"{path}_env: the environment variable {env} is not set")
         return got
     if file is not None:
         try:
             return Path(file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
-            raise SecretError(f"kafka.security.{field}_file: cannot read the file {file}") from None
+            raise SecretError(f"{path}_file: cannot read the file {file}") from None
     return None
+
+
+def _secret(field: str, value: SecretStr | None, env: str | None, file: str | None,
+            environ: Mapping[str, str]) -> str | None:
+    return secret_value(f"kafka.security.{field}", value, env, file, environ)
 
 
 def client_kwargs(cfg: KafkaConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

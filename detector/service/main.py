@@ -1,4 +1,5 @@
-"""Process wiring for `detector run`: logging, metrics registry, HTTP endpoints, signals, the loop.
+"""Process wiring for `detector run`: logging, metrics registry, HTTP endpoints, signals, the loop, and the
+delivery to alert receivers (a thread of its own, when receivers are configured).
 
 Log lines are one line each, on stderr; the Kafka client's own logging is
 kept to critical errors (it can be chatty and multi-line while a broker is
@@ -40,6 +41,17 @@ def run_service(config: Config, host: str = "0.0.0.0") -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     health = Health()
+    delivery = None
+    if config.receivers:
+        from detector.delivery.consumer import Delivery
+        from detector.metrics import DeliveryMetrics
+        from detector.service.clients import SecretError
+
+        try:
+            delivery = Delivery(config, DeliveryMetrics(registry, [r.name for r in config.receivers]))
+        except SecretError as err:
+            print(f"config error: {err}", file=sys.stderr)
+            return 2
     service = Service(config, metrics, health)
     server = start(config.metrics.port, registry=registry, health=health, host=host,
                    routes=service.routes_inventory)
@@ -48,12 +60,21 @@ def run_service(config: Config, host: str = "0.0.0.0") -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: checkpointing and leaving the group", signum)
         service.stop()
+        if delivery is not None:
+            delivery.stop()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    thread = None
+    if delivery is not None:
+        thread = threading.Thread(target=delivery.run, name="delivery", daemon=True)
+        thread.start()
     try:
         return service.run()
     finally:
+        if delivery is not None and thread is not None:
+            delivery.stop()
+            thread.join(30)
         server.close()
         log.info("stopped")

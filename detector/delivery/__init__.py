@@ -1,0 +1,1 @@
+"""Delivery of incident events to alert receivers: Alertmanager, PagerDuty, signed webhooks."""
