@@ -80,6 +80,15 @@ def _run(args: argparse.Namespace) -> int:
     return run_service(config)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    if (args.duration is not None and args.duration <= 0) or not 0 < args.speed <= 600:
+        print("demo: --duration must be above 0 and --speed in (0, 600]", file=sys.stderr)
+        return 2
+    from detector.demo.run import Demo
+
+    return Demo(duration_s=args.duration, speed=args.speed, seed=args.seed).run()
+
+
 def _command(args: argparse.Namespace) -> int:
     """`detector incident acknowledge|contain|resolve ID` and `detector silence GLOB`: write to the control topic."""
     config = _service_config(args)
@@ -221,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     sil.add_argument("--note", help="a note (at most 500 characters)")
     kafka_flags(sil)
 
+    dm = sub.add_parser("demo", allow_abbrev=False,
+                        help="the whole service on this machine: embedded broker, synthetic telemetry with "
+                             "injected incidents, the detector, and incidents as they arrive")
+    dm.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    dm.add_argument("--speed", type=float, default=20.0,
+                    help="event-time seconds per wall-clock second of the live traffic (default 20)")
+    dm.add_argument("--seed", type=int, default=1, help="seed of the synthetic traffic (default 1)")
+
     cp = sub.add_parser("config", allow_abbrev=False, help="config tools")
     csub = cp.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", allow_abbrev=False, help="validate a config file; exit 0 only when valid")
@@ -257,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command in ("incident", "silence"):
         return _command(args)
+    if args.command == "demo":
+        return _demo(args)
     parser.error("unknown command")
     return 2
 
