@@ -7,7 +7,7 @@
 ...                            {"action": "draft_only", "target": None}, {"action": "manual_review", "target": None}]}
 >>> print(incident_lines(inc, elapsed_s=34, color=False))
 [  0:34] OPENED     high     bad_output         support.reply        inc-1a2b
-         do: rollback prompt to reply-v7; draft_only
+         do: rollback prompt to reply-v7; draft_only; manual_review
          [HIGH] Bad output on support.reply: reviewers reject drafts.
 >>> status_line(elapsed_s=65, events=12000, rate=3100.4, windows=340, open_incidents=2,
 ...             injected="bad_output on support.reply")
