@@ -10,6 +10,7 @@ caller, and a receiver config with a bad URL or no secret fails `detector config
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -224,3 +225,18 @@ def test_receiver_configs_are_checked_with_the_field_path(tmp_path: Path) -> Non
     assert b"receivers.0" in out.stdout + out.stderr and b"signing key" in out.stdout + out.stderr
     good = Config.model_validate({"receivers": [{"name": "am", "kind": "alertmanager", "url": "http://am:9093/"}]})
     assert good.receivers[0].target == "http://am:9093/api/v2/alerts"
+
+
+def test_run_stops_at_start_with_one_line_when_a_receiver_secret_is_missing(tmp_path: Path) -> None:
+    """`detector run` with a receiver whose secret_env names an unset variable: exit 2, one line naming the
+    setting (never a value), before anything connects."""
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[kafka]\nbootstrap_servers = ["127.0.0.1:1"]\n[[receivers]]\nname = "pd"\nkind = "pagerduty"\n'
+                   'secret_env = "DETECTOR_TEST_UNSET_KEY"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DETECTOR_TEST_UNSET_KEY"}
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "run", "--config", str(cfg)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["config error: receivers.0.secret_env: the environment variable DETECTOR_TEST_UNSET_KEY is "
+                     "not set"], out.stderr
