@@ -51,6 +51,16 @@ def _service_config(args: argparse.Namespace) -> Config | None:
         for e in err.errors:
             print(f"config error: {e}", file=sys.stderr)
         return None
+    try:
+        return with_overrides(config, _flag_updates(args))
+    except ConfigError as err:
+        for e in err.errors:
+            print(f"config error: {e}", file=sys.stderr)
+        return None
+
+
+def _flag_updates(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config fields the command-line flags set, by section."""
     kafka: dict[str, Any] = {}
     if getattr(args, "bootstrap_servers", None):
         kafka["bootstrap_servers"] = [s.strip() for s in args.bootstrap_servers.split(",") if s.strip()]
@@ -60,15 +70,10 @@ def _service_config(args: argparse.Namespace) -> Config | None:
         kafka["incidents_topic"] = args.incidents_topic
     if getattr(args, "group_id", None):
         kafka["group_id"] = args.group_id
-    updates: dict[str, Any] = {"kafka": kafka} if kafka else {}
+    updates: dict[str, dict[str, Any]] = {"kafka": kafka} if kafka else {}
     if getattr(args, "metrics_port", None) is not None:
         updates["metrics"] = {"port": args.metrics_port}
-    try:
-        return with_overrides(config, updates)
-    except ConfigError as err:
-        for e in err.errors:
-            print(f"config error: {e}", file=sys.stderr)
-        return None
+    return updates
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -169,6 +174,28 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_explain(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from detector.operate.explain import explain, render
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        for e in err.errors:
+            print(f"{args.config}: {e}", file=sys.stderr)
+        return 2
+    flagged = _service_config(args)  # the flags, validated as `detector run` would
+    if flagged is None:
+        return 2
+    flags = {f"{section}.{name}": getattr(getattr(flagged, section), name)
+             for section, fields in _flag_updates(args).items() for name in fields}
+    ex = explain(config, args.route, flags)
+    print(json.dumps(dataclasses.asdict(ex), indent=2) if args.json else render(ex))
+    return 0
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     if args.what == "nab":
         from detector.nab.runner import main as nab_main
@@ -242,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cp.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", allow_abbrev=False, help="validate a config file; exit 0 only when valid")
     cc.add_argument("file")
+    ce = csub.add_parser("explain", allow_abbrev=False,
+                         help="the settings that apply to a route, their values and where each comes from")
+    ce.add_argument("route")
+    kafka_flags(ce)
+    ce.add_argument("--telemetry-topic", action="append", help="as for `detector run`")
+    ce.add_argument("--incidents-topic", help="as for `detector run`")
+    ce.add_argument("--group-id", help="as for `detector run`")
+    ce.add_argument("--metrics-port", type=int, help="as for `detector run`")
+    ce.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     bp = sub.add_parser("bench", allow_abbrev=False,
                         help="benchmarks: nab, scenarios, replay, scale, kafka (see `detector bench WHAT -h`)")
@@ -269,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "config":
-        return _config_check(args)
+        return _config_explain(args) if args.config_command == "explain" else _config_check(args)
     if args.command == "run":
         return _run(args)
     if args.command in ("incident", "silence"):

@@ -1,0 +1,1 @@
+"""Operator tools: what applies to a route and why (`detector config explain`)."""
