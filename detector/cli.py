@@ -94,6 +94,50 @@ def _demo(args: argparse.Namespace) -> int:
     return Demo(duration_s=args.duration, speed=args.speed, seed=args.seed).run()
 
 
+def _review(args: argparse.Namespace) -> int:
+    """`detector incident review ID`: a Markdown draft from the incident's messages (a file or the topic)."""
+    import json
+
+    from detector.operate.review import pick, review
+
+    messages: list[Any] = []
+    if args.incidents:
+        try:
+            with open(args.incidents, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            messages.append(json.loads(line))
+                        except ValueError:
+                            print(f"review: {args.incidents}:{n} is not JSON; skipped", file=sys.stderr)
+        except OSError as err:
+            print(f"review: cannot read {args.incidents}: {err.strerror}", file=sys.stderr)
+            return 2
+    else:
+        config = _service_config(args)
+        if config is None:
+            return 2
+        from detector.operate.topic import read_incident
+
+        try:
+            messages = read_incident(config, args.incident_id)
+        except Exception as err:  # noqa: BLE001 - any client failure is reported in one line
+            from detector.service.loop import describe
+
+            print(f"review: cannot read the incidents topic: {describe(err)}", file=sys.stderr)
+            return 1
+    mine = pick((m for m in messages if isinstance(m, dict)), args.incident_id)
+    if not mine:
+        print(f"review: no message of incident {args.incident_id}", file=sys.stderr)
+        return 1
+    text = review(mine)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _command(args: argparse.Namespace) -> int:
     """`detector incident acknowledge|contain|resolve ID` and `detector silence GLOB`: write to the control topic."""
     config = _service_config(args)
@@ -242,10 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="port for /metrics, /healthz, /readyz (0: any free port)")
 
     inc = sub.add_parser("incident", allow_abbrev=False,
-                         help="operator commands on an incident (written to the control topic)")
-    inc.add_argument("action", choices=["acknowledge", "contain", "resolve"])
+                         help="operator commands on an incident (written to the control topic), or `review`: "
+                              "a Markdown draft of its post-incident review")
+    inc.add_argument("action", choices=["acknowledge", "contain", "resolve", "review"])
     inc.add_argument("incident_id")
-    inc.add_argument("--by", required=True, help="who gives the command")
+    inc.add_argument("--by", help="who gives the command (required for acknowledge, contain, resolve)")
+    inc.add_argument("--incidents", help="review: an incidents JSONL file (default: the incidents topic)")
+    inc.add_argument("--out", help="review: write the draft here (default: stdout)")
     inc.add_argument("--note", help="a note kept with the incident (at most 500 characters)")
     kafka_flags(inc)
 
@@ -308,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_explain(args) if args.config_command == "explain" else _config_check(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "incident" and args.action == "review":
+        return _review(args)
     if args.command in ("incident", "silence"):
+        if not args.by:
+            parser.error(f"{args.command}: --by is required (who gives the command)")
         return _command(args)
     if args.command == "demo":
         return _demo(args)
