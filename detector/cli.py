@@ -94,6 +94,50 @@ def _demo(args: argparse.Namespace) -> int:
     return Demo(duration_s=args.duration, speed=args.speed, seed=args.seed).run()
 
 
+def _routes(args: argparse.Namespace) -> int:
+    """`detector routes`: the inventory from a replay of a file, or from running instances' ``/routes``."""
+    import json
+    import urllib.request
+
+    from detector.operate.inventory import render, route_rows
+
+    rows: list[dict[str, Any]] = []
+    if args.events:
+        try:
+            config = load_config(args.config)
+        except ConfigError as err:
+            for e in err.errors:
+                print(f"config error: {e}", file=sys.stderr)
+            return 2
+        from detector.incidents.mode import ContainmentTracker
+        from detector.replay import read_lines, replay_lines
+
+        events = Path(args.events)
+        if not events.is_file():
+            print(f"routes: the events file {events} is not a readable file", file=sys.stderr)
+            return 2
+        containment = ContainmentTracker()
+
+        def follow(incident: dict[str, Any]) -> None:
+            containment.observe(incident)
+
+        result = replay_lines(read_lines(events), config, on_incident=follow)
+        assert result.pipeline is not None
+        rows = route_rows(result.pipeline, config, containment)
+    else:
+        for url in args.service:
+            try:
+                with urllib.request.urlopen(url.rstrip("/") + "/routes", timeout=10) as resp:
+                    rows += json.load(resp).get("routes", [])
+            except (OSError, ValueError) as err:
+                print(f"routes: {url}/routes did not answer with the inventory ({err.__class__.__name__})",
+                      file=sys.stderr)
+                return 1
+        rows.sort(key=lambda r: str(r.get("route")))
+    print(json.dumps({"routes": rows}, indent=2) if args.json else render(rows))
+    return 0
+
+
 def _review(args: argparse.Namespace) -> int:
     """`detector incident review ID`: a Markdown draft from the incident's messages (a file or the topic)."""
     import json
@@ -312,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="event-time seconds per wall-clock second of the live traffic (default 20)")
     dm.add_argument("--seed", type=int, default=1, help="seed of the synthetic traffic (default 1)")
 
+    ro = sub.add_parser("routes", allow_abbrev=False,
+                        help="the route inventory: every AI route seen, versions in use, owner, mode, open incidents")
+    src = ro.add_mutually_exclusive_group(required=True)
+    src.add_argument("--events", help="a telemetry JSONL file: replayed, then the routes it held")
+    src.add_argument("--service", action="append",
+                     help="a running instance's metrics URL (http://host:9108; repeat for each instance)")
+    ro.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
+    ro.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     cp = sub.add_parser("config", allow_abbrev=False, help="config tools")
     csub = cp.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", allow_abbrev=False, help="validate a config file; exit 0 only when valid")
@@ -363,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "routes":
+        return _routes(args)
     parser.error("unknown command")
     return 2
 

@@ -26,10 +26,12 @@ __all__ = ["ReplayResult", "replay_lines", "replay_file", "read_lines", "dump_in
 
 @dataclass
 class ReplayResult:
-    """Incident events in emission order, and the pipeline's counters."""
+    """Incident events in emission order, the pipeline's counters, and the pipeline itself (what it holds
+    at the end: the route inventory reads it)."""
 
     incidents: list[dict[str, Any]]
     stats: Stats
+    pipeline: Pipeline | None = None
 
 
 def read_lines(path: Path, max_bytes: int = 65536) -> Iterator[bytes]:
@@ -94,7 +96,7 @@ def replay_lines(
                 progress(pipe.stats)
     emit(pipe.process_many(batch))
     emit(pipe.flush())
-    return ReplayResult(out, pipe.stats)
+    return ReplayResult(out, pipe.stats, pipe)
 
 
 def dump_incident(incident: dict[str, Any]) -> str:

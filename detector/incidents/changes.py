@@ -298,6 +298,34 @@ class ChangeTracker:
         self._routes.pop(route, None)
 
     # -- queries ------------------------------------------------------------------------
+    def in_use(self, route: str, within_ms: int = 3_600_000, limit: int = 5) -> dict[str, list[str]]:
+        """Versions of each kind the route's traffic carried within ``within_ms`` of the last time it carried
+        any, the dominant one first, then the most recently seen (the route inventory).
+
+        >>> from detector.windows.aggregate import WindowAggregate
+        >>> from detector.events import UsageEvent
+        >>> t = ChangeTracker(min_events=1)
+        >>> w = WindowAggregate("r", 0, 60_000)
+        >>> w.add(UsageEvent(event_id="a", ts=1, route="r", model="m1", prompt_version="p3"))
+        >>> t.observe(w, healthy=True)
+        >>> t.in_use("r")
+        {'model': ['m1'], 'prompt': ['p3']}
+        """
+        r = self._routes.get(route)
+        if r is None:
+            return {}
+        out: dict[str, list[str]] = {}
+        newest = max((t for k in r.kinds.values() for t in k.seen.values()), default=0)
+        for key, k in sorted(r.kinds.items()):
+            recent = sorted((t, v) for v, t in k.seen.items() if t >= newest - within_ms)
+            names = [v for _, v in reversed(recent)]
+            if k.dominant in names:
+                names.remove(k.dominant)
+                names.insert(0, k.dominant)
+            kind = key.split(":", 1)[0]  # each tool is tracked apart ("tool:<identity>"): listed together
+            out.setdefault(kind, []).extend(n for n in names if n not in out[kind])
+        return {kind: names[:limit] for kind, names in out.items() if names}
+
     def recent_changes(self, route: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
         """Changes (explicit and inferred) with ``since_ms <= at < until_ms``, oldest first.
 

@@ -449,14 +449,16 @@ class Service:
         self._checkpoint(staged)
 
     def routes_inventory(self) -> dict[str, Any]:
-        """What ``/routes`` serves: the routes held by this instance, their partition and open incidents."""
+        """What ``/routes`` serves: the routes held by this instance (SPEC 3's inventory: versions in use, owner
+        and escalation, containment mode, open incidents, last event time), with their partition and the
+        events their skewed clocks sent."""
+        from detector.operate.inventory import route_rows
+
         out: list[dict[str, Any]] = []
         for (topic, part), task in sorted(list(self.tasks.items())):  # the HTTP thread: copy before walking
-            counts = dict(task.containment.open_counts())
             skewed = dict(task.pipe.stats.skewed_routes)
-            for route in sorted(list(task.pipe.windower.routes)):
-                out.append({"route": route, "topic": topic, "partition": part,
-                            "open_incidents": counts.get(route, 0), "skewed_events": skewed.get(route, 0)})
+            for row in route_rows(task.pipe, self.config, task.containment):
+                out.append({**row, "topic": topic, "partition": part, "skewed_events": skewed.get(row["route"], 0)})
         return {"routes": out}
 
     # -- checkpoints --------------------------------------------------------------------------------
