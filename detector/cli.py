@@ -82,7 +82,13 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from detector.service.main import run_service
 
-    return run_service(config)
+    updates = _flag_updates(args)
+
+    def loader() -> Config:
+        """The config file again, the flags over it (raises ConfigError)."""
+        return with_overrides(load_config(args.config), updates)
+
+    return run_service(config, loader=loader, watch=Path(args.config) if args.config else None)
 
 
 def _demo(args: argparse.Namespace) -> int:

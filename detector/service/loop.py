@@ -39,6 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -46,7 +47,7 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from detector.config import Config
+from detector.config import Config, ConfigError
 from detector.incidents.commands import Command, decode_command
 from detector.incidents.groups import GroupBook, ProviderBoard
 from detector.ingest.decode import Rejection
@@ -60,6 +61,22 @@ from detector.state.changelog import RestoreError, read_changelog
 from detector.state.records import Restored, tp_name
 
 __all__ = ["Service", "RestoreError"]
+
+#: Config sections a reload does not change: they need new clients or a new listener (a restart).
+_RESTART_ONLY = ("kafka", "metrics", "receivers", "delivery")
+#: Window settings a reload does not change: the windows held would no longer fit them.
+_RESTART_WINDOWS = ("size_s", "allowed_lateness_s")
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """The file's size and modification time (None when there is no file to watch, or it cannot be read)."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 log = logging.getLogger("detector.service")
 TP = tuple[str, int]
@@ -108,8 +125,17 @@ class Service:
 
     def __init__(self, config: Config, metrics: Metrics, health: Health, *,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
-                 environ: dict[str, str] | None = None):
+                 environ: dict[str, str] | None = None, loader: Callable[[], Config] | None = None,
+                 watch: Path | None = None, watch_every_s: float = 2.0):
         self.config = config
+        #: Loads the config again (the file with the command-line flags over it) for a reload; None: no reload.
+        self._loader = loader
+        #: The config file watched for changes (its size and modification time), every ``watch_every_s``.
+        self._watch = watch
+        self._watch_every_s = watch_every_s
+        self._watched = _stamp(watch)
+        self._last_watch = 0.0
+        self._reload = threading.Event()
         self.k = config.kafka
         self.metrics = metrics
         self.health = health
@@ -140,6 +166,10 @@ class Service:
         self.first_batch_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    def request_reload(self) -> None:
+        """Load the config again at the loop's next turn (SIGHUP; safe from a signal handler)."""
+        self._reload.set()
+
     def stop(self) -> None:
         """Ask the loop to checkpoint, commit, leave the group and return (safe from a signal handler)."""
         self._stop.set()
@@ -338,6 +368,62 @@ class Service:
         self._idle_step(now)
         if now - self._last_checkpoint >= self.k.checkpoint_interval_s:
             self._checkpoint(list(self.tasks))
+        self._reload_step(now)
+
+    # -- hot reload ---------------------------------------------------------------------------------
+    def _reload_step(self, now: float) -> None:
+        """Reload the config on request (SIGHUP) or when its file changed; see :meth:`reload`."""
+        if self._loader is None:
+            return
+        asked = self._reload.is_set()
+        if not asked and (self._watch is None or now - self._last_watch < self._watch_every_s):
+            return
+        self._last_watch = now
+        stamp = _stamp(self._watch)
+        if not asked and stamp == self._watched:
+            return
+        self._reload.clear()
+        self._watched = stamp
+        self.reload()
+
+    def reload(self) -> bool:
+        """Validate the config again with the same loader as `detector config check`. A valid one applies from
+        the next window: every partition checkpoints and is restored from its own state under the new config
+        (detector state, incidents and windows are kept). Settings that need a restart keep their running
+        values (Kafka, metrics port, window size and lateness, receivers and delivery), and the log says which
+        changed. An invalid one keeps the running config, logs the first error with its field path, and sets
+        ``detector_config_reload_failed``. Returns whether the new config was accepted."""
+        assert self._loader is not None
+        try:
+            new = self._loader()
+        except ConfigError as err:
+            more = f" (and {len(err.errors) - 1} more)" if len(err.errors) > 1 else ""
+            log.warning("config reload refused, the running config stays: %s%s", err.errors[0], more)
+            self.metrics.set_reload_failed(True)
+            return False
+        self.metrics.set_reload_failed(False)
+        kept = {name: getattr(self.config, name) for name in _RESTART_ONLY}
+        windows = new.windows.model_copy(update={k: getattr(self.config.windows, k) for k in _RESTART_WINDOWS})
+        changed = [name for name in _RESTART_ONLY if getattr(new, name) != kept[name]]
+        changed += [f"windows.{k}" for k in _RESTART_WINDOWS
+                    if getattr(new.windows, k) != getattr(self.config.windows, k)]
+        if changed:
+            log.warning("config reload: %s change only at a restart; their running values stay", ", ".join(changed))
+        new = new.model_copy(update={**kept, "windows": windows})
+        if new == self.config:
+            log.info("config reload: nothing to apply")
+            return True
+        tps = list(self.tasks)
+        if tps and self._consumer is not None:
+            self._checkpoint(tps)
+        self.config = new
+        for tp in tps:
+            self.tasks.pop(tp, None)
+        self._pending |= set(tps)
+        if tps and self._consumer is not None:
+            self._restore_pending()
+        log.info("config reload: applied to %d partition(s), from their next window", len(tps))
+        return True
 
     def _emit(self, task: PartitionTask, incidents: list[dict[str, Any]]) -> None:
         assert self._outputs is not None

@@ -12,6 +12,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
@@ -30,8 +32,10 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
-def run_service(config: Config, host: str = "0.0.0.0") -> int:
-    """Run until SIGTERM or SIGINT; returns the exit status (0 after a clean stop)."""
+def run_service(config: Config, host: str = "0.0.0.0", loader: Callable[[], Config] | None = None,
+                watch: Path | None = None) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit status (0 after a clean stop). With ``loader``, SIGHUP and
+    (with ``watch``) a change of the config file reload the config (see ``Service.reload``)."""
     from detector.metrics import Metrics
     from detector.service.http import Health, start
     from detector.service.loop import Service
@@ -52,7 +56,7 @@ def run_service(config: Config, host: str = "0.0.0.0") -> int:
         except SecretError as err:
             print(f"config error: {err}", file=sys.stderr)
             return 2
-    service = Service(config, metrics, health)
+    service = Service(config, metrics, health, loader=loader, watch=watch)
     server = start(config.metrics.port, registry=registry, health=health, host=host,
                    routes=service.routes_inventory)
     log.info("metrics and health on port %d", server.port)
@@ -63,9 +67,14 @@ def run_service(config: Config, host: str = "0.0.0.0") -> int:
         if delivery is not None:
             delivery.stop()
 
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        service.request_reload()
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if loader is not None:
+            signal.signal(signal.SIGHUP, on_hup)
     thread = None
     if delivery is not None:
         thread = threading.Thread(target=delivery.run, name="delivery", daemon=True)
