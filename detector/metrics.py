@@ -390,6 +390,8 @@ class DeliveryMetrics:
                                ["receiver", "outcome"], registry=r)
         self.consumed = Counter("detector_delivery_consumed_total",
                                 "Incident events read back from the incidents topic for delivery.", registry=r)
+        self.invalid = Counter("detector_delivery_invalid_total",
+                               "Messages on the incidents topic that are not incident events (skipped).", registry=r)
         for name in receivers:
             for outcome in sorted(DELIVERY_OUTCOMES):
                 self.messages.labels(name, outcome)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.config import Config, Receiver, config_errors
@@ -180,7 +181,8 @@ def test_each_incident_message_is_sent_once() -> None:
         w.remember(item(incident("opened", 1, iid="old")))  # read back at a restart: handled before
         w.offer(item(incident("opened", 1, iid="old")))
         drain(w)
-        time.sleep(0.2)
+        srv.wait(2)
+        time.sleep(0.2)  # nothing more comes
     assert [g.headers["X-Detector-Message"] for g in srv.got] == ["inc-1:1", "inc-1:2"]
     assert sample(reg, "detector_delivery_messages_total", receiver="webhook", outcome="duplicate") == 3
 
@@ -240,3 +242,86 @@ def test_run_stops_at_start_with_one_line_when_a_receiver_secret_is_missing(tmp_
     lines = out.stderr.strip().splitlines()
     assert lines == ["config error: receivers.0.secret_env: the environment variable DETECTOR_TEST_UNSET_KEY is "
                      "not set"], out.stderr
+
+
+# -- regressions found by an adversarial review -------------------------------------------------------------
+TP0 = ("ai.incidents", 0)
+
+
+def stepped(kind: str, url: str, clock: list[float], **kw: Any) -> Worker:
+    """A worker driven step by step on an injected clock, retrying without waiting."""
+    secret = None if kind == "alertmanager" else "s3cret"
+    rec = Receiver.model_validate({"name": kind, "kind": kind, "url": url, "secret": secret, "resend_s": 60, **kw})
+    return Worker(rec, secret.encode() if secret else None, wall=lambda: clock[0], sleep=lambda s: False,
+                  rand=lambda: 0.0)
+
+
+def test_alertmanager_resends_go_on_after_the_partition_comes_back() -> None:
+    """A rebalance revokes and re-assigns the partition: the read-back remembers the open incident, and its
+    alert is still re-sent (before, the re-sends stopped and the alert ended by itself while open)."""
+    clock = [1000.0]
+    with Server() as srv:
+        w = stepped("alertmanager", srv.url.rsplit("/", 1)[0], clock)
+        it = Item(incident("opened", 1), incident_value(incident("opened", 1)), TP0, 0)
+        w.offer(it)
+        drain(w)
+        srv.wait(1)
+        w.forget({TP0})
+        w.remember(it)
+        drain(w)
+        clock[0] += 120
+        drain(w)
+        got = srv.wait(2)
+    assert len(got) == 2 and [a["labels"]["incident_id"] for a in got[1].json()] == ["inc-1"]
+
+
+def test_a_retried_escalation_still_ends_the_old_alert() -> None:
+    clock = [1000.0]
+    with Server() as srv:
+        w = stepped("alertmanager", srv.url.rsplit("/", 1)[0], clock)
+        w.offer(Item(incident("opened", 1), b"", TP0, 0))
+        drain(w)
+        srv.script(503, 202)
+        w.offer(Item(incident("escalated", 2, severity="high"), b"", TP0, 1))
+        drain(w)
+        attempts = [[(a["labels"]["severity"], a["endsAt"]) for a in g.json()] for g in srv.wait(3, ok=False)[1:]]
+    assert len(attempts) == 2 and attempts[0] == attempts[1]  # the taken attempt ends the medium alert too
+    assert [s for s, _ in attempts[1]] == ["high", "medium"]
+
+
+def test_pagerduty_learns_of_an_announced_incident_whatever_its_last_event() -> None:
+    """A first start announces an incident whose last event is `acknowledged`: PagerDuty drops an acknowledge
+    for a key it does not know, so a trigger with the payload goes first."""
+    clock = [1000.0]
+    with Server() as srv:
+        w = stepped("pagerduty", srv.url, clock)
+        w.offer(Item(incident("acknowledged", 2), b"", TP0, 5, announce=True))
+        drain(w)
+        got = [g.json() for g in srv.wait(2)]
+    assert [g["event_action"] for g in got] == ["trigger", "acknowledge"] and "payload" in got[0]
+
+
+@pytest.mark.parametrize("bad", [
+    {"started_at": "0001-01-01T00:00:00+01:00"},  # out of datetime's range once in UTC
+    {"incident_id": "x\r\ny:1"},                  # a header injection attempt
+    {"incident_id": "inc-é€"},                   # not Latin-1
+])
+def test_a_malformed_incident_never_stops_a_worker(bad: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    with Server() as srv:
+        for kind in ("alertmanager", "webhook"):
+            w, _ = worker(kind, srv.url if kind == "webhook" else srv.url.rsplit("/", 1)[0])
+            w.start()
+            try:
+                w.offer(item(incident("opened", 1, **bad)))
+                w.offer(item(incident("opened", 1, iid="fine")))
+                until(lambda: any(g.body and b'"fine"' in g.body for g in srv.ok()), f"{kind} goes on")
+            finally:
+                w.stop()
+    assert "\r" not in caplog.text and "y:1\n" not in caplog.text
+
+
+def test_a_url_urllib_cannot_send_is_refused_not_raised() -> None:
+    from detector.delivery.transport import Request, post
+
+    res = post(Request("http://a..b/hook", b"{}"), timeout_s=1)
+    assert res.outcome == "reject" and res.status is None

@@ -96,11 +96,12 @@ class Running:
         assert not self.thread.is_alive()
 
 
-def publish(bootstrap: str, incs: list[dict[str, Any]], topic: str = "ai.incidents") -> None:
-    """Write incident events the way the service does (key = incident_id)."""
+def publish(bootstrap: str, incs: list[dict[str, Any]], topic: str = "ai.incidents", age_s: float = 0) -> None:
+    """Write incident events the way the service does (key = incident_id), dated ``age_s`` ago."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for inc in incs:
-        producer.send(topic, incident_value(inc), key=inc["incident_id"].encode())
+        producer.send(topic, incident_value(inc), key=inc["incident_id"].encode(),
+                      timestamp_ms=int((time.time() - age_s) * 1000))
     producer.flush()
     producer.close()
 
@@ -152,7 +153,7 @@ def test_restarts_clean_or_crashed_lose_nothing_and_repeat_only_what_receivers_d
         cfg = config(broker.bootstrap, [{"name": "hook", "kind": "webhook", "url": srv.url, "secret": "k"}])
         old = [incident("opened", 1, iid="past"), incident("resolved", 2, iid="past"),
                incident("opened", 1, iid="still-open")]
-        publish(broker.bootstrap, old)  # before delivery ever ran: the past
+        publish(broker.bootstrap, old, age_s=3600)  # an hour before delivery ever ran: the past
         run = Running(cfg)
         # first start: the incident still open is announced, the resolved one is not paged
         assert keys(srv.wait(1)) == ["still-open:1"]
@@ -212,3 +213,63 @@ def test_the_service_and_delivery_bring_a_receiver_what_the_service_published(br
     want = sorted(f"{m['incident_id']}:{m['seq']}" for m in published)
     assert sorted(keys(srv.ok())) == want
     assert {json.loads(g.body)["incident_id"] for g in srv.ok()} == {m["incident_id"] for m in published}
+
+
+def test_an_announcement_survives_a_restart_while_the_receiver_is_down(broker: EmbeddedBroker) -> None:
+    """First start, receiver down: nothing is committed while the announcement waits, so the next start
+    announces it again (before, the commit moved past it and it was never sent)."""
+    create_topics(broker.bootstrap, {"ai.incidents": 1})
+    srv = Server()  # not started: down
+    cfg = config(broker.bootstrap, [{"name": "hook", "kind": "webhook", "url": srv.url, "secret": "k",
+                                     "max_backoff_s": 0.2}])
+    publish(broker.bootstrap, [incident("opened", 1, iid="still-open")], age_s=3600)
+    run = Running(cfg)
+    time.sleep(2)  # several commit intervals
+    run.stop()
+    srv.start()
+    try:
+        run = Running(cfg)
+        got = srv.wait(1)
+        run.stop()
+    finally:
+        srv.stop()
+    assert keys(got) == ["still-open:1"]
+
+
+def test_a_message_dated_before_the_start_by_a_slow_clock_is_delivered(broker: EmbeddedBroker) -> None:
+    create_topics(broker.bootstrap, {"ai.incidents": 1})
+    with Server() as srv:
+        run = Running(config(broker.bootstrap, [{"name": "hook", "kind": "webhook", "url": srv.url, "secret": "k"}]))
+        try:
+            publish(broker.bootstrap, [incident("opened", 1, iid="skewed")], age_s=60)  # another host, behind
+            publish(broker.bootstrap, [incident("opened", 1, iid="normal")])
+            srv.wait(2)
+        finally:
+            run.stop()
+    assert sorted(keys(srv.ok())) == ["normal:1", "skewed:1"]
+
+
+def test_alertmanager_resends_go_on_after_a_rebalance(broker: EmbeddedBroker) -> None:
+    """Another member joins the delivery group and leaves: the partition comes back, and the open incident's
+    alert is still re-sent every resend_s."""
+    from kafka import KafkaConsumer
+
+    create_topics(broker.bootstrap, {"ai.incidents": 1})
+    with Server() as am:
+        run = Running(config(broker.bootstrap, [{"name": "am", "kind": "alertmanager",
+                                                 "url": am.url.rsplit("/", 1)[0], "resend_s": 1}]))
+        try:
+            publish(broker.bootstrap, [incident("opened", 1)])
+            am.wait(3)  # delivered, then re-sent
+            other = KafkaConsumer("ai.incidents", bootstrap_servers=broker.bootstrap,
+                                  group_id=run.delivery.group_id, enable_auto_commit=False,
+                                  session_timeout_ms=6000, heartbeat_interval_ms=1000)
+            deadline = time.monotonic() + 30
+            while not other.assignment() and time.monotonic() < deadline:
+                other.poll(200)
+            other.close()
+            wait_for(run.delivery.ready.is_set, 60, "delivery has the partition back")
+            n = len(am.got)
+            wait_for(lambda: len(am.got) - n >= 3, 20, "re-sends after the rebalance")
+        finally:
+            run.stop()

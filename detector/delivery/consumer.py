@@ -15,12 +15,18 @@ loses nor repeats a page beyond what receivers drop by (incident_id, seq):
   than ``delivery.lookback_s`` skipped) up to the committed offset, to know
   which incidents are open (Alertmanager re-sends their alerts) and what
   was delivered. Without a committed offset (the first start, or a new
-  group), the messages written before this process started are that past,
-  and the incidents still open in it are delivered once: a receiver added
-  today learns of the incidents open today, not of last week's pages.
+  group), the messages written more than ``FIRST_START_MARGIN_S`` before
+  this process started are that past (read up to the first newer message,
+  or to the partition's high watermark), and the incidents still open in it
+  are delivered once: a receiver added today learns of the incidents open
+  today, not of last week's pages. Nothing is committed for the partition
+  until those announcements are handled, so a restart announces them again
+  rather than losing them. A past message that arrives after the read-back
+  (a producer clock far behind) is delivered, never dropped.
 - With several instances in the group, each delivers the partitions it is
-  assigned; on revocation a worker drops the messages of the partitions it
-  lost (their new owner reads them from the last commit).
+  assigned; on revocation the handled positions are committed and a worker
+  drops the messages of the partitions it lost (their new owner reads them
+  from that commit).
 
 A message on the incidents topic that is not an incident event (not JSON,
 no incident_id, seq or route) is skipped and counted; it never stops
@@ -51,8 +57,11 @@ __all__ = ["Delivery", "receiver_secret", "parse_incident"]
 
 log = logging.getLogger("detector.delivery")
 
-#: Without a committed position, a partition's past ends when no message of it came for this long.
-QUIET_S = 1.0
+#: Without a committed position, messages written this long before the start are still delivered as new
+#: (clocks of other instances may be behind; delivering a recent message twice is harmless, losing it is not).
+FIRST_START_MARGIN_S = 300
+#: Bad messages logged in full per session; after that, one line every LOG_EVERY.
+LOG_FIRST, LOG_EVERY = 10, 1000
 
 
 def receiver_secret(config: Config, index: int, environ: Mapping[str, str] | None = None) -> bytes | None:
@@ -86,8 +95,9 @@ def parse_incident(value: bytes | None) -> dict[str, Any] | None:
 class _Part:
     """A partition being delivered: read back up to ``until`` (the past), then live."""
 
-    #: Messages before this offset are the past (None: before the wall time ``since_ms``).
+    #: Messages before this offset are the past (None: written before ``Delivery.boundary_ms``).
     until: int | None
+    #: Messages older than this (epoch ms) are not read back (``delivery.lookback_s``).
     since_ms: int
     #: Next offset to read.
     position: int = 0
@@ -95,10 +105,10 @@ class _Part:
     #: incident_id -> latest message of the incidents open in the past read so far
     latest: dict[str, Item] = field(default_factory=dict)
     committed: int | None = None
-    #: No position was committed at assignment: messages written before this process started are the past.
+    #: No position was committed at assignment: messages written before ``Delivery.boundary_ms`` are the past.
     first: bool = False
-    #: When a message of the partition last came (monotonic), or when it was resumed.
-    active: float = 0.0
+    #: First start: the first offset after the past; announcements (of offsets below it) hold the commit back.
+    boundary: int | None = None
 
 
 class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python ships no types
@@ -106,7 +116,17 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-
         self.delivery = delivery
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.delivery._on_revoked({(tp.topic, tp.partition) for tp in revoked})
+        """Commit what was handled of the partitions going (their next owner starts there), then drop them.
+        This runs on the consumer's IO thread: the coordinator's awaitable commit, as the service does."""
+        tps = {(tp.topic, tp.partition) for tp in revoked}
+        offsets = self.delivery.handled(tps)
+        consumer = self.delivery._consumer
+        if offsets and consumer is not None:
+            try:
+                await consumer._coordinator._commit_offsets_sync_async(offsets)
+            except Exception as err:  # noqa: BLE001 - the next owner re-reads from the last commit
+                log.warning("delivery: commit on revoke failed (%s)", err.__class__.__name__)
+        self.delivery._on_revoked(tps)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.delivery._on_assigned({(tp.topic, tp.partition) for tp in assigned})
@@ -132,6 +152,7 @@ class Delivery:
             Worker(r, receiver_secret(config, i, environ), metrics=metrics) for i, r in enumerate(config.receivers)]
         self.group_id = config.delivery.group_id or f"{self.k.group_id}.delivery"
         self.started_ms = int(wall() * 1000)
+        self.boundary_ms = self.started_ms - FIRST_START_MARGIN_S * 1000
         self.parts: dict[TP, _Part] = {}
         self._pending: set[TP] = set()
         self._consumer: KafkaConsumer | None = None
@@ -154,7 +175,7 @@ class Delivery:
                 started = self.mono()
                 try:
                     self._session()
-                except (KafkaError, OSError) as err:
+                except Exception as err:  # noqa: BLE001 - Kafka, network, a secret file: retried, never fatal
                     if self.mono() - started > 60:
                         backoff = 0.5
                     log.warning("delivery: kafka error (%s); retrying in %.1f s", err.__class__.__name__, backoff)
@@ -213,8 +234,7 @@ class Delivery:
         for tp in sorted(self._pending):
             part = TopicPartition(*tp)
             committed = consumer.committed(part)
-            self.parts[tp] = _Part(until=committed, since_ms=since, committed=committed, first=committed is None,
-                                   active=self.mono())
+            self.parts[tp] = _Part(until=committed, since_ms=since, committed=committed, first=committed is None)
             consumer.seek_to_beginning(part)
         consumer.resume(*[TopicPartition(t, p) for t, p in self._pending])
         self._pending.clear()
@@ -233,15 +253,15 @@ class Delivery:
                 continue
             for m in msgs:
                 self._handle(tp, p, m.offset, m.value, m.timestamp)
-        now = self.mono()
-        for tp, p in self.parts.items():
+        for tp, p in list(self.parts.items()):
             if not p.rebuilding or batch.get(TopicPartition(*tp)):
                 continue
-            if p.until is not None:  # read up to the committed offset (or nothing older is left)
-                if consumer.position(TopicPartition(*tp)) >= p.until:
-                    self._finish(tp)
-            elif now - p.active >= QUIET_S:  # no commit: the past ends when the partition is quiet
-                self._finish(tp)
+            part = TopicPartition(*tp)
+            hw = consumer.highwater(part)  # from the last fetch response
+            pos = consumer.position(part)
+            if (p.until is not None and pos >= p.until) or (hw is not None and pos >= hw):
+                p.position = max(p.position, pos)
+                self._finish(tp)  # read up to the committed offset, or all there is
         if not self._pending and self.parts and not any(p.rebuilding for p in self.parts.values()):
             self.ready.set()
         if self.mono() - self._last_commit >= self.config.delivery.commit_interval_s:
@@ -249,16 +269,18 @@ class Delivery:
 
     def _handle(self, tp: TP, p: _Part, offset: int, value: bytes | None, ts_ms: int) -> None:
         p.position = offset + 1
-        p.active = self.mono()
         inc = parse_incident(value)
         if inc is None:
             self.skipped += 1
-            log.warning("delivery: %s/%d/%d is not an incident event; skipped", tp[0], tp[1], offset)
+            self.metrics.invalid.inc()
+            if self.skipped <= LOG_FIRST or self.skipped % LOG_EVERY == 0:
+                log.warning("delivery: %s/%d/%d is not an incident event; skipped (%d so far)", tp[0], tp[1],
+                            offset, self.skipped)
             return
         self.metrics.consumed.inc()
         item = Item(inc, value or b"", tp, offset)
         if p.rebuilding:
-            past = offset < p.until if p.until is not None else ts_ms < self.started_ms
+            past = offset < p.until if p.until is not None else ts_ms < self.boundary_ms
             if past:
                 if ts_ms >= p.since_ms:
                     if inc.get("status") == "resolved":
@@ -268,9 +290,9 @@ class Delivery:
                 if p.until is not None and offset + 1 >= p.until:
                     self._finish(tp)
                 return
+            p.position = offset
             self._finish(tp)
-        elif p.first and ts_ms < self.started_ms:
-            return  # the past, come late: its open incidents were announced already
+            p.position = offset + 1
         route = inc["route"]
         for w in self.workers:
             if w.receiver.matches(route):
@@ -283,11 +305,13 @@ class Delivery:
             return
         p.rebuilding = False
         first, announced = p.first, len(p.latest)
+        if first:
+            p.boundary = p.position
         for item in p.latest.values():
             for w in self.workers:
                 if w.receiver.matches(str(item.incident["route"])):
-                    if first:  # never delivered by this group: announced once, not tracked for commits
-                        w.offer(Item(item.incident, item.body))
+                    if first:  # never delivered by this group: announced (commits wait for it)
+                        w.offer(Item(item.incident, item.body, item.tp, item.offset, announce=True))
                     else:
                         w.remember(item)
         p.latest.clear()
@@ -295,29 +319,46 @@ class Delivery:
             log.info("delivery: %s/%d: no committed position; %d open incident(s) announced", tp[0], tp[1],
                      announced)
 
-    def commit(self) -> None:
-        """Commit, per partition, the first offset some receiver has not handled yet."""
-        consumer = self._consumer
-        self._last_commit = self.mono()
-        if consumer is None:
-            return
+    def handled(self, tps: set[TP] | None = None) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per partition (of ``tps``, or all), the first offset some receiver has not handled yet, when it is
+        past the committed one. A first start's partition has none while its announcements are pending."""
         pending: dict[TP, int] = {}
         for w in self.workers:
             for tp, off in w.pending().items():
                 pending[tp] = min(off, pending.get(tp, off))
         offsets = {}
         for tp, p in self.parts.items():
-            if p.rebuilding:
+            if p.rebuilding or (tps is not None and tp not in tps):
                 continue
-            off = min(p.position, pending.get(tp, p.position))
+            pend = pending.get(tp)
+            if p.boundary is not None and pend is not None and pend < p.boundary:
+                continue  # announcements not handled yet: a restart must announce them again
+            off = p.position if pend is None else min(p.position, pend)
             if p.committed is None or off > p.committed:
                 offsets[TopicPartition(*tp)] = OffsetAndMetadata(off, "", -1)
-                p.committed = off
-        if offsets:
-            try:
-                consumer.commit(offsets)
-            except KafkaError as err:  # read again after a restart; receivers drop what they have
-                log.warning("delivery: commit failed (%s)", err.__class__.__name__)
+        return offsets
+
+    def commit(self) -> None:
+        """Commit what every receiver has handled."""
+        consumer = self._consumer
+        self._last_commit = self.mono()
+        if consumer is None:
+            return
+        offsets = self.handled()
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets)
+        except KafkaError as err:  # read again after a restart; receivers drop what they have
+            log.warning("delivery: commit failed (%s)", err.__class__.__name__)
+            return
+        self._committed(offsets)
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        for part, om in offsets.items():
+            p = self.parts.get((part.topic, part.partition))
+            if p is not None:
+                p.committed = om.offset
 
     @staticmethod
     def matching(receivers: list[Receiver], route: str) -> list[str]:

@@ -41,6 +41,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 __all__ = [
     "ALERTNAME",
@@ -63,15 +64,17 @@ _PD_ACTION = {"opened": "trigger", "updated": "trigger", "escalated": "trigger",
 PD_SUMMARY_MAX = 1024
 #: Alertmanager keeps an alert this many re-send intervals after the last time it was sent.
 RESEND_MARGIN = 4
+#: 9999-12-31T23:59:59Z, the last second datetime can show.
+_MAX_S = 253_402_300_799
 
 
 def rfc3339(seconds: float) -> str:
     """Unix seconds as RFC 3339 UTC text (whole seconds, as in incident events).
 
-    >>> rfc3339(1767225600.7)
-    '2026-01-01T00:00:00Z'
+    >>> rfc3339(1767225600.7), rfc3339(-1e12)  # out of datetime's range: clamped, never an error
+    ('2026-01-01T00:00:00Z', '1970-01-01T00:00:00Z')
     """
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(min(max(int(seconds), 0), _MAX_S), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text: Any) -> float | None:
@@ -182,9 +185,9 @@ def sign(key: bytes, timestamp: str, body: bytes) -> str:
 def webhook_headers(body: bytes, key: bytes, incident: Mapping[str, Any], now_s: float) -> dict[str, str]:
     """Headers of a webhook delivery: content type, timestamp, signature, and the message's identity."""
     ts = str(int(now_s))
+    message = quote(f"{incident.get('incident_id')}:{incident.get('seq')}", safe=":-_.~")  # a header's bytes
     return {"Content-Type": "application/json", "X-Detector-Timestamp": ts,
-            "X-Detector-Signature": sign(key, ts, body),
-            "X-Detector-Message": f"{incident.get('incident_id')}:{incident.get('seq')}"}
+            "X-Detector-Signature": sign(key, ts, body), "X-Detector-Message": message}
 
 
 def verify_signature(key: bytes, timestamp: str, body: bytes, signature: str, now_s: float,

@@ -72,4 +72,6 @@ def post(req: Request, timeout_s: float) -> Result:
         return Result("retry", None, f"{kind} ({err.reason.__class__.__name__})")
     except (OSError, http.client.HTTPException) as err:
         return Result("retry", None, f"connection failed ({err.__class__.__name__})")
+    except ValueError as err:  # a URL or header urllib cannot send (a host label too long...): not retried
+        return Result("reject", None, f"cannot be sent ({err.__class__.__name__})")
     return Result(classify(status), status, f"HTTP {status}")

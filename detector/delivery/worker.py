@@ -77,6 +77,9 @@ class Item:
     body: bytes
     tp: TP | None = None
     offset: int = -1
+    #: Delivered because it was open when this group first started, not because it just happened: a
+    #: receiver that has never heard of the incident must learn of it whatever its latest event.
+    announce: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -87,8 +90,11 @@ class Adapter(Protocol):
     def accept(self, item: Item) -> None:
         """Update what the receiver is known to hold (once per message, before it is sent)."""
 
-    def build(self, item: Item, now_s: float) -> Request:
-        """The request for a message at this attempt."""
+    def build(self, item: Item, now_s: float) -> list[Request]:
+        """The requests for a message at this attempt, in order (made again at each attempt)."""
+
+    def done(self, item: Item) -> None:
+        """The message was taken or refused: forget what its sending needed."""
 
     def due(self, now_s: float) -> list[Request]:
         """Periodic re-sends due now (none for most kinds)."""
@@ -99,6 +105,9 @@ class Adapter(Protocol):
 
 class _Stateless:
     def accept(self, item: Item) -> None:
+        return None
+
+    def done(self, item: Item) -> None:
         return None
 
     def due(self, now_s: float) -> list[Request]:
@@ -113,8 +122,13 @@ class PagerDuty(_Stateless):
         self.url = receiver.target
         self.key = key.decode()
 
-    def build(self, item: Item, now_s: float) -> Request:
-        return Request(self.url, json.dumps(pagerduty_event(item.incident, self.key)).encode())
+    def build(self, item: Item, now_s: float) -> list[Request]:
+        body = pagerduty_event(item.incident, self.key)
+        out = [Request(self.url, json.dumps(body).encode())]
+        if item.announce and body["event_action"] == "acknowledge":  # PagerDuty drops an ack of an unknown key
+            trigger = pagerduty_event({**item.incident, "event": "opened"}, self.key)
+            out.insert(0, Request(self.url, json.dumps(trigger).encode()))
+        return out
 
 
 class Webhook(_Stateless):
@@ -122,8 +136,8 @@ class Webhook(_Stateless):
         self.url = receiver.target
         self.key = key
 
-    def build(self, item: Item, now_s: float) -> Request:
-        return Request(self.url, item.body, webhook_headers(item.body, self.key, item.incident, now_s))
+    def build(self, item: Item, now_s: float) -> list[Request]:
+        return [Request(self.url, item.body, webhook_headers(item.body, self.key, item.incident, now_s))]
 
 
 @dataclass
@@ -149,21 +163,30 @@ class Alertmanager:
         inc = item.incident
         iid = str(inc.get("incident_id"))
         labels = alert_labels(inc)
+        if not self.open:  # the re-sends start one interval after the first open incident is sent
+            self.last_resend = 0.0
         before = self.open.pop(iid, None)
         if before is not None and before.labels != labels:
             self.ending.setdefault(iid, []).append(before.labels)
         if inc.get("status") != "resolved":
             self.open[iid] = _Open(inc, labels, item.tp)
 
-    def build(self, item: Item, now_s: float) -> Request:
+    def build(self, item: Item, now_s: float) -> list[Request]:
         inc = item.incident
         alerts = [alertmanager_alert(inc, now_s, self.resend_s)]
-        for old in self.ending.pop(str(inc.get("incident_id")), []):
+        for old in self.ending.get(str(inc.get("incident_id")), []):
             alerts.append(alertmanager_alert(inc, now_s, self.resend_s, labels=old))
-        return Request(self.url, json.dumps(alerts).encode())
+        return [Request(self.url, json.dumps(alerts).encode())]
+
+    def done(self, item: Item) -> None:
+        self.ending.pop(str(item.incident.get("incident_id")), None)
 
     def due(self, now_s: float) -> list[Request]:
-        if not self.open or now_s - self.last_resend < self.resend_s:
+        if not self.open:
+            return []
+        if not self.last_resend:
+            self.last_resend = now_s
+        if now_s - self.last_resend < self.resend_s:
             return []
         self.last_resend = now_s
         alerts = [alertmanager_alert(o.incident, now_s, self.resend_s) for o in self.open.values()]
@@ -172,6 +195,16 @@ class Alertmanager:
 
     def forget(self, tps: set[TP]) -> None:
         self.open = {k: o for k, o in self.open.items() if o.tp not in tps}
+        self.ending = {k: v for k, v in self.ending.items() if k in self.open}
+
+
+def _safe(text: str, limit: int = 80) -> str:
+    r"""An id from the topic as a log may show it: printable ASCII, bounded (a forged id cannot forge a line).
+
+    >>> _safe("inc-1\nFAKE LOG LINE")
+    'inc-1?FAKE LOG LINE'
+    """
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
 
 
 def adapter_for(receiver: Receiver, secret: bytes | None) -> Adapter:
@@ -206,6 +239,7 @@ class Worker:
         #: incident_id -> highest seq delivered (or refused), the most recent REMEMBERED incidents.
         self.delivered: OrderedDict[str, int] = OrderedDict()
         self.counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- called by the reader (any thread) ----------------------------------------------------------
@@ -220,8 +254,9 @@ class Worker:
                 self._cv.notify()
         if full:
             self._count("dropped")
-            log.warning("delivery: receiver %s: queue full (%d), message %s:%s dropped", self.name,
-                        self.receiver.queue_size, *item.key)
+            iid, seq = item.key
+            log.warning("delivery: receiver %s: queue full (%d), message %s:%d dropped", self.name,
+                        self.receiver.queue_size, _safe(iid), seq)
         self._gauge()
         return not full
 
@@ -272,7 +307,10 @@ class Worker:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            self.step(1.0)
+            try:
+                self.step(1.0)
+            except Exception as err:  # noqa: BLE001 - one bad message must not end delivery for the rest
+                log.error("delivery: receiver %s: unexpected %s; carrying on", self.name, err.__class__.__name__)
 
     def step(self, block_s: float) -> bool:
         """Apply control messages, send what is due, then one message (waiting up to ``block_s`` for one).
@@ -308,9 +346,9 @@ class Worker:
 
     def _remember(self, item: Item) -> None:
         iid, seq = item.key
-        if self.delivered.get(iid, 0) >= seq:
-            return
-        self.adapter.accept(item)
+        if self.delivered.get(iid, 0) > seq:
+            return  # something newer of it was delivered here since
+        self.adapter.accept(item)  # again after a rebalance: the open incidents' re-sends go on
         self._mark(iid, seq)
 
     def _mark(self, iid: str, seq: int) -> None:
@@ -320,7 +358,12 @@ class Worker:
             self.delivered.popitem(last=False)
 
     def _resend(self) -> None:
-        for req in self.adapter.due(self.wall()):
+        try:
+            due = self.adapter.due(self.wall())
+        except Exception as err:  # noqa: BLE001 - a malformed incident must not stop the re-sends of the rest
+            log.error("delivery: receiver %s: re-send failed (%s)", self.name, err.__class__.__name__)
+            return
+        for req in due:
             res = self.post(req, self.receiver.timeout_s)
             if self.metrics is not None:
                 self.metrics.resends.labels(self.name, res.outcome).inc()
@@ -332,17 +375,30 @@ class Worker:
         if self.delivered.get(iid, 0) >= seq:
             self._count("duplicate")
             return
-        self.adapter.accept(item)
-        attempt = 0
+        attempt = sent = 0
+        try:
+            self.adapter.accept(item)
+        except Exception as err:  # noqa: BLE001 - a malformed incident: refused like a 4xx, never retried
+            self._refused(iid, seq, err.__class__.__name__)
+            self._mark(iid, seq)
+            return
         while True:
-            res = self.post(self.adapter.build(item, self.wall()), self.receiver.timeout_s)
+            try:
+                reqs = self.adapter.build(item, self.wall())
+            except Exception as err:  # noqa: BLE001
+                self._refused(iid, seq, err.__class__.__name__)
+                break
+            res = Result("ok", None, "")
+            while sent < len(reqs):  # requests taken at an earlier attempt are not sent again
+                res = self.post(reqs[sent], self.receiver.timeout_s)
+                if res.outcome != "ok":
+                    break
+                sent += 1
             if res.outcome == "ok":
                 self._count("delivered")
                 break
             if res.outcome == "reject":
-                self._count("rejected")
-                log.warning("delivery: receiver %s refused message %s:%d (%s); not retried", self.name, iid, seq,
-                            res.reason)
+                self._refused(iid, seq, res.reason)
                 break
             if self.metrics is not None:
                 self.metrics.retries.labels(self.name).inc()
@@ -350,15 +406,22 @@ class Worker:
             wait *= 0.5 + 0.5 * self.rand()  # jitter: receivers coming back are not hit all at once
             if attempt == 0 or attempt % 10 == 0:
                 log.warning("delivery: receiver %s: message %s:%d not taken (%s); retrying in %.1f s", self.name,
-                            iid, seq, res.reason, wait)
+                            _safe(iid), seq, res.reason, wait)
             attempt += 1
             if self.sleep(wait):
                 return  # stopping: the message is not marked, its position not committed
             self._resend()
+        self.adapter.done(item)
         self._mark(iid, seq)
 
+    def _refused(self, iid: str, seq: int, reason: str) -> None:
+        self._count("rejected")
+        log.warning("delivery: receiver %s refused message %s:%d (%s); not retried", self.name, _safe(iid), seq,
+                    reason)
+
     def _count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        with self._counts_lock:
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.metrics is not None:
             self.metrics.outcome(self.name, outcome)
 

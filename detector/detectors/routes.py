@@ -189,6 +189,9 @@ class RouteDetectors:
     def __init__(self, config: Config):
         self.config = config
         self.routes: dict[str, _RouteState] = {}
+        #: Called with each window and its judgements before they fire (``detector replay --report`` plots
+        #: them); None in the service and in plain replay.
+        self.trace: Callable[[WindowAggregate, dict[str, Judgement | None]], None] | None = None
         #: Stamp of the newest route state; only the order of stamps matters, so a per-route restore
         #: starts again from the largest restored one.
         self._seq = 0
@@ -395,6 +398,8 @@ class RouteDetectors:
             if not costly:
                 results["request_volume"] = Judgement(False, vol_r.observed, vol_r.baseline, vol_r.threshold,
                                                       vol_r.score)
+        if self.trace is not None:
+            self.trace(w, results)
         return self._fire(st, w, results)
 
     def _per_tool(self, st: _RouteState, w: WindowAggregate) -> tuple[str, Judgement] | None:
