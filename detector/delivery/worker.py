@@ -248,6 +248,10 @@ class Worker:
         with self._cv:
             if len(self._queue) >= self.receiver.queue_size:
                 full = True
+                # not sent, but what the receiver is known to hold follows it: a dropped resolve stops the
+                # Alertmanager re-sends of its alert (which then ends by itself) instead of keeping it firing
+                self._control.append(("remember", item))
+                self._cv.notify()
             else:
                 full = False
                 self._queue.append(item)
