@@ -35,12 +35,50 @@ def _replay(args: argparse.Namespace) -> int:
     if clash:
         print(f"replay: {clash}; nothing was written", file=sys.stderr)
         return 2
+    other = None
+    if args.compare and not args.report:
+        print("replay: --compare needs --report", file=sys.stderr)
+        return 2
+    if args.compare:
+        try:
+            other = load_config(args.compare)
+        except ConfigError as err:
+            for e in err.errors:
+                print(f"config error ({args.compare}): {e}", file=sys.stderr)
+            return 2
+    recorder = None
+    if args.report:
+        from detector.report.record import Recorder
+
+        recorder = Recorder()
     try:
-        replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead)
+        result = replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead,
+                             on_pipeline=None if recorder is None else (lambda p: recorder.attach(p.detectors)))
+        if recorder is not None:
+            _report(args, events, config, recorder, result.stats, other)
     except OSError as err:
         print(f"replay: cannot read or write {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
     return 0
+
+
+def _report(args: argparse.Namespace, events: Path, config: Config, recorder: Any, stats: Any,
+            other: Config | None) -> None:
+    """Write the HTML report of a replay (and of the same events under ``other``, to compare)."""
+    import json
+
+    from detector.replay import read_lines, replay_lines
+    from detector.report.html import write_report
+
+    with open(args.out, encoding="utf-8") as fh:
+        messages = [json.loads(line) for line in fh if line.strip()]
+    other_messages = None
+    if other is not None:
+        print(f"replay: replaying again under {args.compare} to compare", file=sys.stderr)
+        other_messages = replay_lines(read_lines(events, other.windows.max_message_bytes), other).incidents
+    path = write_report(Path(args.report), recorder, messages, stats, title=f"Replay report: {events.name}",
+                        other=other_messages, other_name=Path(args.compare).name if args.compare else "config B")
+    print(f"replay: report written to {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
 
 def _service_config(args: argparse.Namespace) -> Config | None:
@@ -322,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line ('-': stdin)")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
     rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
+    rp.add_argument("--report", metavar="DIR", help="also write DIR/report.html: per-route plots of signals, "
+                    "baselines, thresholds, incident spans and changes; the incidents; a summary")
+    rp.add_argument("--compare", metavar="CONFIG_B",
+                    help="with --report: replay again under this config and show the incidents it adds or removes")
 
     def kafka_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")

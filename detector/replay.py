@@ -72,6 +72,7 @@ def replay_lines(
     batch_bytes: int = 16 << 20,
     on_reject: Callable[[bytes, Rejection], None] | None = None,
     on_incident: Callable[[dict[str, Any]], None] | None = None,
+    on_pipeline: Callable[[Pipeline], None] | None = None,
 ) -> ReplayResult:
     """Run every line through a fresh pipeline, then flush the open windows.
 
@@ -81,6 +82,8 @@ def replay_lines(
     batches of at most ``progress_every`` lines and ``batch_bytes`` bytes.
     """
     pipe = Pipeline(config) if on_reject is None else Pipeline(config, on_reject=on_reject)
+    if on_pipeline is not None:  # e.g. the report's recorder, before any event
+        on_pipeline(pipe)
     out: list[dict[str, Any]] = []
     emit = out.extend if on_incident is None else (lambda found: [on_incident(x) for x in found])
     batch: list[bytes] = []
@@ -105,7 +108,8 @@ def dump_incident(incident: dict[str, Any]) -> str:
 
 
 def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = None,
-                dead_letters: Path | None = None) -> ReplayResult:
+                dead_letters: Path | None = None,
+                on_pipeline: Callable[[Pipeline], None] | None = None) -> ReplayResult:
     """Replay ``events`` into ``out``; progress and a summary go to ``log``.
 
     With ``dead_letters``, every rejected line is kept there as JSON
@@ -138,7 +142,7 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
             dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
         result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, progress,
-                              on_reject=keep if dl else None, on_incident=write)
+                              on_reject=keep if dl else None, on_incident=write, on_pipeline=on_pipeline)
     if log is not None:
         print(summary(result.stats), file=log)
     return result

@@ -1,0 +1,1 @@
+"""`detector replay --report`: record what a replay judged, and write it as one HTML page."""
