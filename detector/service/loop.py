@@ -417,6 +417,7 @@ class Service:
         if tps and self._consumer is not None:
             self._checkpoint(tps)
         self.config = new
+        self._max_step_ms = new.windows.idle_evict_s * 1000 + self._size_ms
         for tp in tps:
             self.tasks.pop(tp, None)
         self._pending |= set(tps)
