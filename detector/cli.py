@@ -168,6 +168,21 @@ def _routes(args: argparse.Namespace) -> int:
         result = replay_lines(read_lines(events), config, on_incident=follow)
         assert result.pipeline is not None
         rows = route_rows(result.pipeline, config, containment)
+    elif args.bootstrap_servers:
+        config2 = _service_config(args)
+        if config2 is None:
+            return 2
+        import time
+
+        from detector.operate.topic import read_inventory
+
+        try:
+            rows = read_inventory(config2, time.time(), max_age_s=args.max_age)
+        except Exception as err:  # noqa: BLE001 - any client failure is reported in one line
+            from detector.service.loop import describe
+
+            print(f"routes: cannot read the inventory topic: {describe(err)}", file=sys.stderr)
+            return 1
     else:
         for url in args.service:
             try:
@@ -410,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--events", help="a telemetry JSONL file: replayed, then the routes it held")
     src.add_argument("--service", action="append",
                      help="a running instance's metrics URL (http://host:9108; repeat for each instance)")
+    src.add_argument("--bootstrap-servers", help="read the inventory the running instances write to Kafka "
+                     "(kafka.inventory_topic, every kafka.inventory_interval_s)")
+    ro.add_argument("--max-age", type=float, default=600.0,
+                    help="with --bootstrap-servers: ignore rows older than this many seconds (default 600)")
     ro.add_argument("--config", help="config file (TOML or JSON); built-in defaults if omitted")
     ro.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

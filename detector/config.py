@@ -104,6 +104,10 @@ class KafkaConfig(_Model):
     containment_topic: str = "ai.containment"
     #: Compacted topic holding each input partition's state (key: input partition and route).
     changelog_topic: str = "detector.changelog"
+    #: Compacted topic of the route inventory (key: route), for `detector routes --bootstrap-servers`.
+    inventory_topic: str = "detector.inventory"
+    #: Each instance writes the inventory of its routes this often (0: never).
+    inventory_interval_s: float = Field(60.0, ge=0, le=86400)
     group_id: str = "detector"
     client_id: str = "detector"
     #: Where a partition without checkpointed state or committed offset starts.

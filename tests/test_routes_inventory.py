@@ -3,7 +3,7 @@
 What these protect: every route seen is listed with the versions in use per kind, its owner and
 escalation from the config, the containment mode recommended now and its open incidents, and its last
 event time; a replay of a file and the running service (over HTTP, from `detector routes --service`)
-give the same inventory.
+give the same inventory, and so does the inventory the instances write to Kafka (`--bootstrap-servers`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ def test_routes_from_the_running_service(broker: EmbeddedBroker, lines: list[byt
     from detector.config import load_config
 
     base = load_config(tmp_path / "c.toml")
-    cfg = with_overrides(base, {"kafka": demo_config(broker.bootstrap).kafka.model_dump()})
+    cfg = with_overrides(base, {"kafka": {**demo_config(broker.bootstrap).kafka.model_dump(),
+                                          "inventory_interval_s": 0.5}})
     create_topics(broker.bootstrap, {"ai.telemetry": 2})
     run = start_service(cfg)
     server = start(0, registry=CollectorRegistry(), health=run.health, host="127.0.0.1",
@@ -84,8 +86,12 @@ def test_routes_from_the_running_service(broker: EmbeddedBroker, lines: list[byt
         wait_for(lambda: run.consumed() >= n, 120, "telemetry consumed")
         wait_for(lambda: len(run.service.routes_inventory()["routes"]) == len(ROUTES), 30, "routes held")
         inv = routes("--service", f"http://127.0.0.1:{server.port}")
+        time.sleep(1.5)  # an inventory write after the last event
+        from_kafka = routes("--bootstrap-servers", broker.bootstrap)
     finally:
         server.close()
         run.stop()
     check(inv, lines)
     assert {r["partition"] for r in inv.values()} <= {0, 1}
+    check(from_kafka, lines)
+    assert {k: {f: v for f, v in r.items() if f != "at"} for k, r in from_kafka.items()} == inv

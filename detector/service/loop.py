@@ -39,6 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ class Service:
         self._watched = _stamp(watch)
         self._last_watch = 0.0
         self._reload = threading.Event()
+        self._last_inventory = 0.0
         self.k = config.kafka
         self.metrics = metrics
         self.health = health
@@ -369,6 +371,17 @@ class Service:
         if now - self._last_checkpoint >= self.k.checkpoint_interval_s:
             self._checkpoint(list(self.tasks))
         self._reload_step(now)
+        self._inventory_step(now)
+
+    def _inventory_step(self, now: float) -> None:
+        """Write the inventory of this instance's routes to the inventory topic every inventory_interval_s."""
+        every = self.k.inventory_interval_s
+        if every <= 0 or now - self._last_inventory < every or self._outputs is None:
+            return
+        self._last_inventory = now
+        at = datetime.fromtimestamp(int(self.wall()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for row in self.routes_inventory()["routes"]:
+            self._outputs.inventory(self.k.inventory_topic, {**row, "at": at})
 
     # -- hot reload ---------------------------------------------------------------------------------
     def _reload_step(self, now: float) -> None:

@@ -33,7 +33,8 @@ def ensure_topics(k: KafkaConfig, kw: dict[str, Any]) -> None:
         wanted = [NewTopic(t, n, rf) for t in k.telemetry_topics]
         wanted += [NewTopic(k.incidents_topic, n, rf), NewTopic(k.dlq_topic, n, rf),
                    NewTopic(k.control_topic, 1, rf),
-                   NewTopic(k.containment_topic, n, rf, topic_configs={"cleanup.policy": "compact"})]
+                   NewTopic(k.containment_topic, n, rf, topic_configs={"cleanup.policy": "compact"}),
+                   NewTopic(k.inventory_topic, 1, rf, topic_configs={"cleanup.policy": "compact"})]
         input_parts = n
         for t in k.telemetry_topics:
             if t in have:

@@ -96,6 +96,11 @@ class Outputs:
         self._send(self.containment_topic, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
                    str(record["route"]).encode())
 
+    def inventory(self, topic: str, record: dict[str, Any]) -> None:
+        """One route's inventory row (key = route; the topic is compacted)."""
+        self._send(topic, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
+                   str(record["route"]).encode())
+
     def changelog(self, key: bytes, value: bytes | None, partition: int) -> None:
         self._send(self.changelog_topic, value, key, partition=partition)
 
