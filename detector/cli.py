@@ -478,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "incident" and args.action == "review":
         return _review(args)
     if args.command in ("incident", "silence"):
-        if not args.by:
+        if args.by is None:
             parser.error(f"{args.command}: --by is required (who gives the command)")
         return _command(args)
     if args.command == "demo":
