@@ -14,14 +14,21 @@ from detector.config import Config, ConfigError, load_config, with_overrides
 __all__ = ["main"]
 
 
+def _load(path: str | None, label: str = "config error") -> Config | None:
+    """A config file (None: the defaults); None after printing each error as ``label: path: message``."""
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        for e in err.errors:
+            print(f"{label}: {e}", file=sys.stderr)
+        return None
+
+
 def _replay(args: argparse.Namespace) -> int:
     from detector.replay import replay_file
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for e in err.errors:
-            print(f"config error: {e}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     if args.events == "-":  # standard input
         return _replay_stdin(args, config)
@@ -40,11 +47,8 @@ def _replay(args: argparse.Namespace) -> int:
         print("replay: --compare needs --report", file=sys.stderr)
         return 2
     if args.compare:
-        try:
-            other = load_config(args.compare)
-        except ConfigError as err:
-            for e in err.errors:
-                print(f"config error ({args.compare}): {e}", file=sys.stderr)
+        other = _load(args.compare, f"config error ({args.compare})")
+        if other is None:
             return 2
     recorder = None
     if args.report:
@@ -83,11 +87,8 @@ def _report(args: argparse.Namespace, events: Path, config: Config, recorder: An
 
 def _service_config(args: argparse.Namespace) -> Config | None:
     """The config file (or defaults) with the command-line flags laid over it; None after printing errors."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for e in err.errors:
-            print(f"config error: {e}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return None
     try:
         return with_overrides(config, _flag_updates(args))
@@ -147,11 +148,8 @@ def _routes(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     if args.events:
-        try:
-            config = load_config(args.config)
-        except ConfigError as err:
-            for e in err.errors:
-                print(f"config error: {e}", file=sys.stderr)
+        config = _load(args.config)
+        if config is None:
             return 2
         from detector.incidents.mode import ContainmentTracker
         from detector.replay import read_lines, replay_lines
@@ -311,11 +309,7 @@ def _same_files(events: Path, out: Path, dead: Path | None) -> str | None:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    try:
-        load_config(args.file)
-    except ConfigError as err:
-        for e in err.errors:
-            print(f"{args.file}: {e}", file=sys.stderr)
+    if _load(args.file, args.file) is None:
         return 2
     print(f"{args.file}: valid")
     return 0
@@ -327,11 +321,8 @@ def _config_explain(args: argparse.Namespace) -> int:
 
     from detector.operate.explain import explain, render
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        for e in err.errors:
-            print(f"{args.config}: {e}", file=sys.stderr)
+    config = _load(args.config, str(args.config))
+    if config is None:
         return 2
     flagged = _service_config(args)  # the flags, validated as `detector run` would
     if flagged is None:
