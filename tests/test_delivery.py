@@ -325,3 +325,31 @@ def test_a_url_urllib_cannot_send_is_refused_not_raised() -> None:
 
     res = post(Request("http://a..b/hook", b"{}"), timeout_s=1)
     assert res.outcome == "reject" and res.status is None
+
+
+def test_a_receiver_down_for_minutes_gets_the_message_with_capped_backoff() -> None:
+    """Five minutes of a refused receiver, on an injected clock: the waits grow to the cap (60 s) and no
+    further, with jitter, and the message is delivered once the receiver is back."""
+    srv = Server()  # down
+    waits: list[float] = []
+
+    def sleep(s: float) -> bool:
+        waits.append(s)
+        if sum(waits) >= 300 and srv._server is None:
+            srv.start()  # back after five minutes
+        return False
+
+    rec = Receiver.model_validate({"name": "pd", "kind": "pagerduty", "url": srv.url, "secret": "k",
+                                   "max_backoff_s": 60})
+    rand = iter([0.0, 1.0] * 50)
+    w = Worker(rec, b"k", sleep=sleep, rand=lambda: next(rand))
+    try:
+        w.offer(item(incident("opened", 1)))
+        drain(w)
+        got = srv.wait(1)
+    finally:
+        srv.stop()
+    assert got[0].json()["event_action"] == "trigger" and w.counts == {"delivered": 1}
+    assert sum(waits) >= 300 and max(waits) <= 60
+    assert waits[:4] == [0.25, 1.0, 1.0, 4.0]  # 0.5 s doubling, times a jitter in [0.5, 1]
+    assert waits[-2:] and all(30 <= x <= 60 for x in waits[-2:])
