@@ -57,7 +57,8 @@ def _replay(args: argparse.Namespace) -> int:
         recorder = Recorder()
     try:
         result = replay_file(events, Path(args.out), config, log=sys.stderr, dead_letters=dead,
-                             on_pipeline=None if recorder is None else (lambda p: recorder.attach(p.detectors)))
+                             on_pipeline=None if recorder is None else (lambda p: recorder.attach(p.detectors)),
+                             fmt=args.format)
         if recorder is not None:
             _report(args, events, config, recorder, result.stats, other)
     except OSError as err:
@@ -366,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line ('-': stdin)")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
     rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
+    rp.add_argument("--format", choices=["native", "otlp_json", "otlp_proto"], default="native",
+                    help="the events file's format (SPEC 2c): native (section 1, one object a line), otlp_json "
+                         "(one OTLP TracesData message a line), otlp_proto (length-delimited TracesData messages)")
     rp.add_argument("--report", metavar="DIR", help="also write DIR/report.html: per-route plots of signals, "
                     "baselines, thresholds, incident spans and changes; the incidents; a summary")
     rp.add_argument("--compare", metavar="CONFIG_B",

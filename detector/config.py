@@ -313,6 +313,40 @@ class DeliveryConfig(_Model):
     commit_interval_s: float = Field(2.0, gt=0, le=600)
 
 
+InputFormat = Literal["native", "otlp_proto", "otlp_json", "litellm"]
+ErrorClassName = Literal["timeout", "rate_limited", "provider_error", "tool_error", "validation_error",
+                         "access_denied", "retrieval_empty", "retrieval_stale", "other"]
+
+
+class OtlpInput(_Model):
+    """How OpenTelemetry GenAI spans map onto telemetry events (SPEC 2c)."""
+
+    #: The attribute naming the route: looked up on the span, then on its resource.
+    route_attribute: str = "service.name"
+    #: The attribute naming the tenant (span, then resource); none by default.
+    tenant_attribute: str | None = None
+    #: ``error.type`` values (exact, or an HTTP status code as text) -> SPEC error class; laid over the
+    #: built-in table (timeouts, 429 as rate_limited, 401/403 as access_denied, 5xx as provider_error).
+    error_types: dict[str, ErrorClassName] = {}
+
+
+class Price(_Model):
+    """A model's price, for spans that carry tokens but no cost (keep it up to date: prices change)."""
+
+    input_per_1k: float = Field(ge=0, le=1000)
+    output_per_1k: float = Field(ge=0, le=1000)
+
+
+class InputConfig(_Model):
+    """Input formats besides SPEC section 1 (SPEC 2c)."""
+
+    #: Telemetry topic -> its format; a topic not named here is ``native``.
+    formats: dict[str, InputFormat] = {}
+    otlp: OtlpInput = OtlpInput()
+    #: Model -> price per 1,000 input and output tokens.
+    prices: dict[str, Price] = {}
+
+
 class Config(_Model):
     """The whole configuration. Every section has working defaults."""
 
@@ -327,6 +361,7 @@ class Config(_Model):
     #: Alert receivers, each for the routes its globs match (several may match one route).
     receivers: list[Receiver] = []
     delivery: DeliveryConfig = DeliveryConfig()
+    input: InputConfig = InputConfig()
 
     @field_validator("receivers")
     @classmethod

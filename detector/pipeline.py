@@ -242,13 +242,16 @@ class Stats:
     unjudged: int = 0
     #: Times stream time jumped forward to events held far ahead of it (gaps in the traffic).
     jumps: int = 0
+    #: Other input formats (SPEC 2c): spans without GenAI attributes (ignored), spans rejected.
+    ignored_spans: int = 0
+    rejected_spans: int = 0
 
     def copy(self) -> Stats:
         """An independent copy (the service adds the difference over a batch to its metrics)."""
         return Stats(self.read, self.accepted, self.duplicates, Counter(self.rejected), self.windows_closed,
                      self.routes_evicted, self.firings, Counter(self.incidents), Counter(self.firings_by_signal),
                      Counter(self.evictions), self.skewed_ahead, self.skewed_behind, Counter(self.skewed_routes),
-                     self.unjudged, self.jumps)
+                     self.unjudged, self.jumps, self.ignored_spans, self.rejected_spans)
 
     @property
     def late(self) -> int:
@@ -324,6 +327,12 @@ class Pipeline:
     def _reject(self, raw: bytes, rejection: Rejection) -> None:
         self.stats.rejected[rejection.reason] += 1
         self.on_reject(raw, rejection)
+
+    def reject(self, raw: bytes, rejection: Rejection) -> None:
+        """Count a message rejected before it reached the pipeline (an input format's translator) and hand
+        it to ``on_reject`` (the dead letters)."""
+        self.stats.read += 1
+        self._reject(raw, rejection)
 
     def process(self, raw: bytes) -> list[Incident]:
         """Process one message; returns the incident events it caused (often none)."""

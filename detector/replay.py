@@ -73,6 +73,7 @@ def replay_lines(
     on_reject: Callable[[bytes, Rejection], None] | None = None,
     on_incident: Callable[[dict[str, Any]], None] | None = None,
     on_pipeline: Callable[[Pipeline], None] | None = None,
+    fmt: str = "native",
 ) -> ReplayResult:
     """Run every line through a fresh pipeline, then flush the open windows.
 
@@ -88,6 +89,8 @@ def replay_lines(
     emit = out.extend if on_incident is None else (lambda found: [on_incident(x) for x in found])
     batch: list[bytes] = []
     held = 0
+    if fmt != "native":
+        lines = _translated(lines, fmt, config, pipe)
     for raw in lines:
         batch.append(raw)
         held += len(raw)
@@ -102,6 +105,53 @@ def replay_lines(
     return ReplayResult(out, pipe.stats, pipe)
 
 
+def _translated(messages: Iterable[bytes], fmt: str, config: Config, pipe: Pipeline) -> Iterator[bytes]:
+    """Messages of another input format (SPEC 2c) as SPEC section 1 lines; what cannot be read is rejected
+    through the pipeline (counted, and dead-lettered once per message with the first reason)."""
+    from detector.ingest.otlp import Translator
+
+    tr = Translator(fmt, config.input)
+    for raw in messages:
+        got = tr.translate(raw)
+        if got.rejection is not None:
+            pipe.reject(raw, got.rejection)
+            continue
+        pipe.stats.ignored_spans += got.ignored
+        if got.rejected:
+            pipe.reject(raw, got.rejected[0])
+            pipe.stats.rejected_spans += len(got.rejected)
+        for e in got.events:
+            yield json.dumps(e).encode()
+
+
+def read_delimited(path: Path, max_bytes: int = 64 << 20) -> Iterator[bytes]:
+    r"""Length-delimited messages (a varint length before each, as protobuf's ``writeDelimitedTo`` writes
+    them). A truncated last message is yielded as it is (its decoder rejects it).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "m.bin"
+    >>> _ = p.write_bytes(b"\x02ab\x81\x01" + b"x" * 129)
+    >>> [len(m) for m in read_delimited(p)]
+    [2, 129]
+    """
+    with path.open("rb") as fh:
+        while True:
+            n = shift = 0
+            while True:
+                b = fh.read(1)
+                if not b:
+                    return
+                n |= (b[0] & 0x7F) << shift
+                shift += 7
+                if not b[0] & 0x80 or shift > 63:
+                    break
+            if n > max_bytes:
+                fh.seek(n, 1)
+                yield b""
+                continue
+            yield fh.read(n)
+
+
 def dump_incident(incident: dict[str, Any]) -> str:
     """One incident event as a JSON line (stable key order)."""
     return json.dumps(incident, ensure_ascii=False, separators=(",", ":"))
@@ -109,7 +159,7 @@ def dump_incident(incident: dict[str, Any]) -> str:
 
 def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = None,
                 dead_letters: Path | None = None,
-                on_pipeline: Callable[[Pipeline], None] | None = None) -> ReplayResult:
+                on_pipeline: Callable[[Pipeline], None] | None = None, fmt: str = "native") -> ReplayResult:
     """Replay ``events`` into ``out``; progress and a summary go to ``log``.
 
     With ``dead_letters``, every rejected line is kept there as JSON
@@ -141,8 +191,9 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
                 kept["truncated"] = True
             dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
-        result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, progress,
-                              on_reject=keep if dl else None, on_incident=write, on_pipeline=on_pipeline)
+        source = read_delimited(events) if fmt == "otlp_proto" else read_lines(events, config.windows.max_message_bytes)
+        result = replay_lines(source, config, progress, on_reject=keep if dl else None, on_incident=write,
+                              on_pipeline=on_pipeline, fmt=fmt)
     if log is not None:
         print(summary(result.stats), file=log)
     return result
@@ -162,6 +213,8 @@ def summary(stats: Stats) -> str:
         f"routes evicted: {stats.routes_evicted}\n"
         f"firings: {stats.firings}\n"
         f"incident events: {sum(stats.incidents.values())} ({inc})"
+        + (f"\nspans: {stats.ignored_spans} without GenAI attributes ignored, {stats.rejected_spans} rejected"
+           if stats.ignored_spans or stats.rejected_spans else "")
         + _skew_line(stats)
     )
 

@@ -36,6 +36,7 @@ RejectReason = Literal[
     "future_timestamp",
     "late",
     "unknown_incident",  # an operator command naming no incident held by the service
+    "not_otlp",  # a message of an OTLP topic (or file) that is not an OTLP TracesData message
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
