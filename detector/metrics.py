@@ -121,6 +121,12 @@ class Metrics:
         self.rejected = Counter("detector_events_rejected_total",
                                 "Telemetry messages rejected, by reason (late ones included).", ["reason"],
                                 registry=r)
+        self.spans_ignored = Counter("detector_spans_ignored_total",
+                                     "OpenTelemetry spans without GenAI attributes on OTLP topics (ignored).",
+                                     registry=r)
+        self.spans_rejected = Counter("detector_spans_rejected_total",
+                                      "GenAI spans rejected (no route, absurd values); their message is dead-lettered.",
+                                      registry=r)
         self.late = Counter("detector_events_late_total",
                             "Events whose window had already closed (also in rejected, reason late).", registry=r)
         self.duplicates = Counter("detector_events_duplicate_total",
@@ -240,6 +246,10 @@ class Metrics:
         d = after.windows_closed - before.windows_closed
         if d > 0:
             self.windows_closed.inc(d)
+        for counter, name in ((self.spans_ignored, "ignored_spans"), (self.spans_rejected, "rejected_spans")):
+            d = getattr(after, name, 0) - getattr(before, name, 0)
+            if d > 0:
+                counter.inc(d)
         self._labelled_delta(self.firings, SIGNAL_NAMES, after.firings - before.firings,
                              getattr(before, "firings_by_signal", None), getattr(after, "firings_by_signal", None))
         self._labelled_delta(self.evictions, EVICTION_CAUSES, after.routes_evicted - before.routes_evicted,

@@ -51,6 +51,8 @@ EXPECTED = {
     "detector_broker_connected": "gauge",
     "detector_ready": "gauge",
     "detector_config_reload_failed": "gauge",
+    "detector_spans_ignored_total": "counter",
+    "detector_spans_rejected_total": "counter",
 }
 #: The only label names a metric may have.
 ALLOWED_LABELS = {"topic", "partition", "reason", "signal", "cause", "event", "incident_type", "severity", "direction",

@@ -18,6 +18,7 @@ identically instead of differently.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from detector.incidents.engine import IncidentEngine
 from detector.incidents.groups import GroupBook, ProviderBoard
 from detector.incidents.mode import ContainmentTracker
 from detector.ingest.decode import Rejection
+from detector.ingest.otlp import Translator
 from detector.pipeline import Pipeline, Stats
 from detector.state.records import Restored, dedup_key, encode, partition_key, route_key, tp_name
 
@@ -98,6 +100,9 @@ class PartitionTask:
         self.last_checkpoint_records = 0
         #: Containment records to publish (a route's mode or open incidents changed).
         self.containment_out: list[dict[str, Any]] = []
+        fmt = config.input.formats.get(topic, "native")
+        #: Another input format's translator (SPEC 2c), None for section 1 messages.
+        self.translator = None if fmt == "native" else Translator(fmt, config.input)
 
     # -- input ----------------------------------------------------------------------------------
     @property
@@ -111,9 +116,22 @@ class PartitionTask:
 
     def _values(self, records: Sequence[Record]) -> Iterable[bytes]:
         pipe = self.pipe
+        tr = self.translator
         for rec in records:
             pipe.origin = rec
-            yield rec.value
+            if tr is None:
+                yield rec.value
+                continue
+            got = tr.translate(rec.value)  # another format: its message's events, or its rejection
+            if got.rejection is not None:
+                pipe.reject(rec.value, got.rejection)
+                continue
+            pipe.stats.ignored_spans += got.ignored
+            if got.rejected:
+                pipe.reject(rec.value, got.rejected[0])
+                pipe.stats.rejected_spans += len(got.rejected)
+            for e in got.events:
+                yield json.dumps(e).encode()
 
     def process(self, records: Sequence[Record]) -> list[Incident]:
         """Run a poll's records of this partition (in offset order); returns the incident events."""
