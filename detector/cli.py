@@ -367,9 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", required=True, help="telemetry events, one JSON object a line ('-': stdin)")
     rp.add_argument("--out", required=True, help="where to write incident events (JSONL)")
     rp.add_argument("--dead-letters", help="keep rejected lines here (JSONL: reason, detail, message)")
-    rp.add_argument("--format", choices=["native", "otlp_json", "otlp_proto"], default="native",
+    rp.add_argument("--format", choices=["native", "otlp_json", "otlp_proto", "litellm"], default="native",
                     help="the events file's format (SPEC 2c): native (section 1, one object a line), otlp_json "
-                         "(one OTLP TracesData message a line), otlp_proto (length-delimited TracesData messages)")
+                         "(one OTLP TracesData message a line), otlp_proto (length-delimited TracesData messages), "
+                         "litellm (StandardLoggingPayload NDJSON, or one JSON array)")
     rp.add_argument("--report", metavar="DIR", help="also write DIR/report.html: per-route plots of signals, "
                     "baselines, thresholds, incident spans and changes; the incidents; a summary")
     rp.add_argument("--compare", metavar="CONFIG_B",

@@ -313,8 +313,7 @@ class DeliveryConfig(_Model):
     commit_interval_s: float = Field(2.0, gt=0, le=600)
 
 
-#: SPEC 2c's ``litellm`` is not read yet (issue 14): a config naming it fails `config check`.
-InputFormat = Literal["native", "otlp_proto", "otlp_json"]
+InputFormat = Literal["native", "otlp_proto", "otlp_json", "litellm"]
 ErrorClassName = Literal["timeout", "rate_limited", "provider_error", "tool_error", "validation_error",
                          "access_denied", "retrieval_empty", "retrieval_stale", "other"]
 
@@ -338,12 +337,20 @@ class Price(_Model):
     output_per_1k: float = Field(ge=0, le=1000)
 
 
+class LiteLLMInput(_Model):
+    """Where LiteLLM's StandardLoggingPayload carries the route and the tenant (dotted paths)."""
+
+    route_key: str = Field("model_group", min_length=1)
+    tenant_key: str = Field("metadata.user_api_key_team_id", min_length=1)
+
+
 class InputConfig(_Model):
     """Input formats besides SPEC section 1 (SPEC 2c)."""
 
     #: Telemetry topic -> its format; a topic not named here is ``native``.
     formats: dict[str, InputFormat] = {}
     otlp: OtlpInput = OtlpInput()
+    litellm: LiteLLMInput = LiteLLMInput()
     #: Model -> price per 1,000 input and output tokens.
     prices: dict[str, Price] = {}
 

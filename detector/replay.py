@@ -108,9 +108,9 @@ def replay_lines(
 def _translated(messages: Iterable[bytes], fmt: str, config: Config, pipe: Pipeline) -> Iterator[bytes]:
     """Messages of another input format (SPEC 2c) as SPEC section 1 lines; what cannot be read is rejected
     through the pipeline (counted, and dead-lettered once per message with the first reason)."""
-    from detector.ingest.otlp import Translator
+    from detector.ingest.otlp import translator_for
 
-    tr = Translator(fmt, config.input)
+    tr = translator_for(fmt, config.input)
     for raw in messages:
         got = tr.translate(raw)
         if got.rejection is not None:
@@ -122,6 +122,16 @@ def _translated(messages: Iterable[bytes], fmt: str, config: Config, pipe: Pipel
             pipe.stats.rejected_spans += len(got.rejected)
         for e in got.events:
             yield json.dumps(e).encode()
+
+
+def _starts_array(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4096).lstrip().startswith(b"[")
+
+
+def read_json_array(path: Path) -> Iterator[bytes]:
+    """A file holding one JSON array (LiteLLM payloads), as one message."""
+    yield path.read_bytes()
 
 
 def read_delimited(path: Path, max_bytes: int = 64 << 20) -> Iterator[bytes]:
@@ -191,7 +201,8 @@ def replay_file(events: Path, out: Path, config: Config, log: IO[str] | None = N
                 kept["truncated"] = True
             dl.write(json.dumps({"reason": rej.reason, "detail": rej.detail, **kept}) + "\n")
 
-        source = read_delimited(events) if fmt == "otlp_proto" else read_lines(events, config.windows.max_message_bytes)
+        source = (read_delimited(events) if fmt == "otlp_proto" else read_json_array(events) if fmt == "litellm"
+                  and _starts_array(events) else read_lines(events, config.windows.max_message_bytes))
         result = replay_lines(source, config, progress, on_reject=keep if dl else None, on_incident=write,
                               on_pipeline=on_pipeline, fmt=fmt)
     if log is not None:

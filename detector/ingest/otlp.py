@@ -35,12 +35,13 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from detector.config import InputConfig, OtlpInput, Price
 from detector.ingest.decode import Rejection
 
-__all__ = ["ATTRIBUTES", "Span", "Translated", "Translator", "error_class", "spans_from_json", "spans_from_proto"]
+__all__ = ["ATTRIBUTES", "Span", "Translated", "Translator", "error_class", "spans_from_json", "spans_from_proto",
+           "translator_for"]
 
 #: Field -> attribute names, the current convention's first.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -304,3 +305,16 @@ class Translator:
             cost = tin / 1000 * price.input_per_1k + tout / 1000 * price.output_per_1k
             events.append({"event_id": f"{base}-c", "type": "cost", **ctx, "cost_usd": round(cost, 8)})
         return events
+
+
+class _Translating(Protocol):
+    def translate(self, raw: bytes) -> Translated: ...
+
+
+def translator_for(fmt: str, config: InputConfig | None = None) -> _Translating:
+    """The translator of an input format other than ``native``."""
+    if fmt == "litellm":
+        from detector.ingest.litellm import LiteLLMTranslator
+
+        return LiteLLMTranslator(config)
+    return Translator(fmt, config)

@@ -29,7 +29,7 @@ from detector.incidents.engine import IncidentEngine
 from detector.incidents.groups import GroupBook, ProviderBoard
 from detector.incidents.mode import ContainmentTracker
 from detector.ingest.decode import Rejection
-from detector.ingest.otlp import Translator
+from detector.ingest.otlp import translator_for
 from detector.pipeline import Pipeline, Stats
 from detector.state.records import Restored, dedup_key, encode, partition_key, route_key, tp_name
 
@@ -102,7 +102,7 @@ class PartitionTask:
         self.containment_out: list[dict[str, Any]] = []
         fmt = config.input.formats.get(topic, "native")
         #: Another input format's translator (SPEC 2c), None for section 1 messages.
-        self.translator = None if fmt == "native" else Translator(fmt, config.input)
+        self.translator = None if fmt == "native" else translator_for(fmt, config.input)
 
     # -- input ----------------------------------------------------------------------------------
     @property
