@@ -163,19 +163,22 @@ def spans_from_json(raw: bytes) -> list[Span] | Rejection:
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
         return Rejection("not_otlp", "$: not an OTLP TracesData object (resourceSpans)")
     out: list[Span] = []
-    for rs in doc.get("resourceSpans", []):
+    for rs in doc.get("resourceSpans") or []:
         if not isinstance(rs, dict):
             continue
-        resource = _json_attrs((rs.get("resource") or {}).get("attributes"))
-        for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
-            for sp in (ss.get("spans") or []) if isinstance(ss, dict) else []:
+        res = rs.get("resource")
+        resource = _json_attrs(res.get("attributes") if isinstance(res, dict) else None)
+        scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []
+        for ss in scopes if isinstance(scopes, list) else []:
+            spans = ss.get("spans") if isinstance(ss, dict) else None
+            for sp in spans if isinstance(spans, list) else []:
                 if not isinstance(sp, dict):
                     continue
                 try:
                     start, end = int(sp.get("startTimeUnixNano", 0)), int(sp.get("endTimeUnixNano", 0))
                 except (TypeError, ValueError):
                     start = end = -1
-                code = (sp.get("status") or {}).get("code", 0) if isinstance(sp.get("status"), dict) else 0
+                code = sp["status"].get("code", 0) if isinstance(sp.get("status"), dict) else 0
                 status = 2 if code in (2, "STATUS_CODE_ERROR") else 1 if code in (1, "STATUS_CODE_OK") else 0
                 out.append(Span(_json_id(sp.get("traceId")), _json_id(sp.get("spanId")), start, end, status,
                                 _json_attrs(sp.get("attributes")), resource))

@@ -1,0 +1,60 @@
+"""The other input formats' decoders never raise, whatever a message holds (SPEC 2c: bad input is rejected
+with a reason, never stops the service).
+
+What this protects: arbitrary JSON shaped around OTLP/JSON and LiteLLM payloads (wrong types anywhere,
+missing parts, absurd numbers) and arbitrary bytes as OTLP protobuf give events, ignored spans or
+rejections, and never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.ingest.litellm import LiteLLMTranslator
+from detector.ingest.otlp import Translator
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                    st.floats(allow_nan=False), st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=12)
+attr = st.fixed_dictionaries({"key": st.sampled_from(["gen_ai.operation.name", "service.name", "error.type",
+                                                       "gen_ai.usage.input_tokens", "x"]),
+                              "value": st.one_of(values, st.fixed_dictionaries({"stringValue": values}),
+                                                 st.fixed_dictionaries({"intValue": values}))})
+span = st.dictionaries(st.sampled_from(["traceId", "spanId", "startTimeUnixNano", "endTimeUnixNano", "status",
+                                        "attributes", "name"]),
+                       st.one_of(values, st.lists(attr, max_size=3)), max_size=7)
+otlp_doc = st.fixed_dictionaries({"resourceSpans": st.one_of(values, st.lists(st.fixed_dictionaries({
+    "resource": st.one_of(values, st.fixed_dictionaries({"attributes": st.one_of(values, st.lists(attr))})),
+    "scopeSpans": st.one_of(values, st.lists(st.fixed_dictionaries({"spans": st.one_of(values,
+                                                                                        st.lists(span))})))}),
+    max_size=2))})
+litellm_doc = st.dictionaries(st.sampled_from(["id", "model_group", "startTime", "endTime", "prompt_tokens",
+                                               "completion_tokens", "response_cost", "status", "error_information",
+                                               "metadata", "trace_id", "model"]), values, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(otlp_doc)
+def test_otlp_json_never_raises(doc: Any) -> None:
+    out = Translator("otlp_json").translate(json.dumps(doc).encode())
+    assert out.rejection is not None or isinstance(out.events, list)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_otlp_proto_never_raises(raw: bytes) -> None:
+    out = Translator("otlp_proto").translate(raw)
+    assert out.rejection is not None or isinstance(out.events, list)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(litellm_doc, st.lists(litellm_doc, max_size=3), values))
+def test_litellm_never_raises(doc: Any) -> None:
+    out = LiteLLMTranslator().translate(json.dumps(doc).encode())
+    assert out.rejection is not None or isinstance(out.events, list)
