@@ -31,6 +31,10 @@ def _replay(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     if args.events == "-":  # standard input
+        if args.report or args.compare or args.format != "native":
+            print("replay: --report, --compare and --format need an events file, not standard input",
+                  file=sys.stderr)
+            return 2
         return _replay_stdin(args, config)
     events = Path(args.events)
     if not events.is_file():
@@ -164,7 +168,7 @@ def _routes(args: argparse.Namespace) -> int:
         def follow(incident: dict[str, Any]) -> None:
             containment.observe(incident)
 
-        result = replay_lines(read_lines(events), config, on_incident=follow)
+        result = replay_lines(read_lines(events, config.windows.max_message_bytes), config, on_incident=follow)
         assert result.pipeline is not None
         rows = route_rows(result.pipeline, config, containment)
     elif args.bootstrap_servers:

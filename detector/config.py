@@ -422,6 +422,8 @@ def parse_config(text: str, fmt: Literal["toml", "json"]) -> Config:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError([f"(file): not valid {fmt.upper()}: {err}"]) from None
+    except ValueError as err:  # a number too long to read, and the like
+        raise ConfigError([f"(file): not valid {fmt.upper()}: {str(err).splitlines()[0][:200]}"]) from None
     try:
         return Config.model_validate(data)
     except ValidationError as err:

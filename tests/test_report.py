@@ -79,3 +79,37 @@ def test_the_report_renders_in_a_real_browser(report: tuple[Path, Path, str], tm
     subprocess.run([CHROMIUM, *flags, "--window-size=1300,2000", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+def test_route_names_that_are_javascript_or_html_render_safely(tmp_path: Path) -> None:
+    """Routes named after JavaScript object members or holding markup (found by an adversarial review: a
+    route named `constructor` broke the page's script)."""
+    assert CHROMIUM is not None
+    events = tmp_path / "e.jsonl"
+    names = ["constructor", "__proto__", "toString", "<b>x</b>&'\""]
+    with events.open("w", encoding="utf-8") as fh:
+        for i in range(40 * 60):
+            fh.write(json.dumps({"event_id": f"e{i}", "type": "usage", "ts": 1_767_225_600_000 + i * 1000,
+                                 "route": names[i % len(names)]}) + "\n")
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "replay", "--events", str(events), "--out",
+                          str(tmp_path / "i.jsonl"), "--report", str(tmp_path / "rep")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    page = tmp_path / "rep" / "report.html"
+    text = page.read_text(encoding="utf-8")
+    assert "<b>x</b>" not in text
+    for name in names[:3]:  # open them so the plots are drawn
+        text = text.replace(f"data-route='{name}'>", f"data-route='{name}' open>")
+    page.write_text(text, encoding="utf-8")
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'data-ready="1"' in dom and re.search(r'<div id="errors">\s*</div>', dom), dom[:3000]
+
+
+def test_report_and_format_need_a_file_not_stdin(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "replay", "--events", "-", "--out",
+                          str(tmp_path / "i.jsonl"), "--report", str(tmp_path / "rep")], cwd=ROOT, input="",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "need an events file" in out.stderr and not (tmp_path / "rep").exists()

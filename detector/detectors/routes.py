@@ -152,8 +152,10 @@ class _RouteState:
         }
 
     def restore(self, d: dict[str, Any]) -> None:
+        fresh = dict(self.dets)  # the SLO and spend guard this config gives the route (made by __init__)
         self.dets = {k: Stateful.from_snapshot(v) for k, v in d["dets"].items()}
         self.alarms = {k: Alarm.from_snapshot(v) for k, v in d["alarms"].items()}
+        self._follow_config(fresh)
         self.last = d["last"]
         self.subject = d["subject"]
         pend = d["pending_latency"]
@@ -165,6 +167,23 @@ class _RouteState:
         self.canary = CanaryWatch.from_dict(d.get("canary", {}))
         rb = d.get("rollback")
         self.rollback = (str(rb[0]), str(rb[1])) if rb else None
+
+    def _follow_config(self, fresh: dict[str, Stateful]) -> None:
+        """State restored under another config (a reload) follows this one: the alarms take its warm-up,
+        persistence and clear-after (their counts are kept); an SLO or spend guard the route no longer has
+        goes, one it gained or whose limit changed starts from this config's."""
+        for name, alarm in self.alarms.items():
+            dc = self.config.detectors
+            alarm.warmup = 0 if name.startswith(("slo_", "guardrail_")) or name in CANARY_SIGNALS else dc.warmup_windows
+            alarm.persistence, alarm.clear_after = dc.persistence, dc.clear_after
+        for name in ("slo_burn_rate", "guardrail_spend"):
+            want, held = fresh.get(name), self.dets.get(name)
+            if want is None:
+                self.dets.pop(name, None)
+                self.alarms.pop(name, None)
+            elif held is None or _settings(held) != _settings(want):
+                self.dets[name] = want
+                self.alarms.pop(name, None)
 
     def det(self, name: str) -> Stateful:
         """The signal's detector, made when first needed."""
@@ -181,6 +200,12 @@ class _RouteState:
             warm = 0 if name.startswith(("slo_", "guardrail_")) or name in CANARY_SIGNALS else dc.warmup_windows
             alarm = self.alarms[name] = Alarm(warm, dc.persistence, dc.clear_after)
         return alarm
+
+
+def _settings(det: Stateful) -> tuple[Any, ...]:
+    """What a config sets on an SLO or spend guard (its state aside)."""
+    return tuple(getattr(det, a, None) for a in ("slo_error_rate", "fast", "slow", "bucket", "max_spend_per_hour",
+                                                 "windows_per_hour"))
 
 
 class RouteDetectors:

@@ -552,7 +552,8 @@ class IncidentEngine:
         routes = copy.deepcopy(routes)
         self.open, self.heightened, self.before, self._before_win, self._recent = {}, {}, {}, {}, {}
         self.restore_global(glob)
-        self.changes = ChangeTracker(**glob.get("changes", {}).get("params", {}))
+        params = {**glob.get("changes", {}).get("params", {}), "max_routes": self.config.windows.max_routes}
+        self.changes = ChangeTracker(**params)  # the route cap follows this config (a reload may raise it)
         for route, d in routes.items():
             for iid in d.get("resolved", []):
                 self._resolved_ids[iid] = route

@@ -61,9 +61,10 @@ def _ts(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text)
+        dt = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return dt if dt.tzinfo is not None else None  # without an offset it is not a time the events give
 
 
 def _span(a: datetime | None, b: datetime | None) -> str:
@@ -123,7 +124,12 @@ def review(messages: list[dict[str, Any]]) -> str:
             f"| time to resolve | {_span(started, resolved_at) if resolved_at else 'n/a'} |", ""]
 
     out += ["## What was affected", ""]
-    widest = max((m.get("blast_radius") or {} for m in msgs), key=lambda b: b.get("requests", 0) or 0, default={})
+    radii: list[Mapping[str, Any]] = [m["blast_radius"] for m in msgs if isinstance(m.get("blast_radius"), Mapping)]
+    def reach(b: Mapping[str, Any]) -> int:
+        n = b.get("requests")
+        return n if isinstance(n, int) else 0
+
+    widest: Mapping[str, Any] = max(radii, key=reach, default={})
     if widest:
         share = widest.get("share")
         out.append(f"- requests: {widest.get('requests')}, tenants: {widest.get('tenants')}, share of the route's "
@@ -155,13 +161,19 @@ def review(messages: list[dict[str, Any]]) -> str:
     before: dict[str, list[str]] = {}
     for m in msgs:
         ev = m.get("evidence") or {}
-        for c in ev.get("changes") or []:
+        for c in (ev.get("changes") or []) if isinstance(ev, Mapping) else []:
             if isinstance(c, Mapping) and c not in changes:
                 changes.append(c)
+        if not isinstance(ev, Mapping):
+            continue
         for kind in ("models", "prompt_versions", "config_versions", "source_indexes", "tools"):
-            for v, n in (ev.get(kind) or {}).items():
-                versions.setdefault(kind, {})[v] = max(n, versions.get(kind, {}).get(v, 0))
-        before.update(ev.get("versions_before") or {})
+            counts = ev.get(kind)
+            for v, n in (counts.items() if isinstance(counts, Mapping) else ()):
+                if isinstance(n, int):
+                    versions.setdefault(kind, {})[str(v)] = max(n, versions.get(kind, {}).get(str(v), 0))
+        vb = ev.get("versions_before")
+        if isinstance(vb, Mapping):
+            before.update({str(k): [str(x) for x in v] for k, v in vb.items() if isinstance(v, list)})
     if changes:
         for c in changes:
             out.append(f"- {c.get('at')}: {c.get('kind')} {c.get('from_version')} → {c.get('to_version')}")

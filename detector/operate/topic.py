@@ -27,6 +27,8 @@ def _read(config: Config, topic: str, keep: Callable[[bytes | None], bool], quie
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:  # no such topic (yet): nothing written to it
+            return []
         consumer.assign(tps)
         consumer.seek_to_beginning()
         out: list[tuple[bytes | None, Any]] = []

@@ -230,17 +230,18 @@ window.addEventListener("error", e => {{
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
   const D = await new Response(stream).json();
   const xs = D.grid.map(t => t / 1000);
+  const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined;  // routes named "constructor"
   let drawn = 0;
   function shade(route) {{
     return u => {{
       const ctx = u.ctx, top = u.bbox.top, h = u.bbox.height;
-      for (const [s, e, type] of (D.spans[route] || [])) {{
+      for (const [s, e, type] of (own(D.spans, route) || [])) {{
         const x0 = u.valToPos(s / 1000, "x", true), x1 = u.valToPos(e / 1000, "x", true);
         ctx.fillStyle = (D.colors[type] || "#777") + "33";
         ctx.fillRect(x0, top, Math.max(2, x1 - x0), h);
       }}
       ctx.strokeStyle = "#9b30ff"; ctx.lineWidth = 1.5;
-      for (const [t] of (D.changes[route] || [])) {{
+      for (const [t] of (own(D.changes, route) || [])) {{
         const x = u.valToPos(t / 1000, "x", true);
         ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + h); ctx.stroke();
       }}
@@ -249,7 +250,7 @@ window.addEventListener("error", e => {{
   function draw(el) {{
     if (el.dataset.drawn) return;
     el.dataset.drawn = "1";
-    const route = el.dataset.route, box = el.querySelector(".plots"), sigs = D.routes[route];
+    const route = el.dataset.route, box = el.querySelector(".plots"), sigs = own(D.routes, route) || {{}};
     for (const name of Object.keys(sigs)) {{
       const s = sigs[name];
       const anom = s.observed.map(() => null);

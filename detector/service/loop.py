@@ -47,6 +47,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
 
 from detector.config import Config, ConfigError
 from detector.incidents.commands import Command, decode_command
@@ -411,33 +412,44 @@ class Service:
             new = self._loader()
         except ConfigError as err:
             more = f" (and {len(err.errors) - 1} more)" if len(err.errors) > 1 else ""
-            log.warning("config reload refused, the running config stays: %s%s", err.errors[0], more)
-            self.metrics.set_reload_failed(True)
-            return False
-        self.metrics.set_reload_failed(False)
+            return self._refused(f"{err.errors[0]}{more}")
+        except Exception as err:  # noqa: BLE001 - an unreadable file must not end the service
+            return self._refused(f"(file): cannot be loaded ({err.__class__.__name__})")
         kept = {name: getattr(self.config, name) for name in _RESTART_ONLY}
-        windows = new.windows.model_copy(update={k: getattr(self.config.windows, k) for k in _RESTART_WINDOWS})
+        windows = {**new.windows.model_dump(), **{k: getattr(self.config.windows, k) for k in _RESTART_WINDOWS}}
         changed = [name for name in _RESTART_ONLY if getattr(new, name) != kept[name]]
         changed += [f"windows.{k}" for k in _RESTART_WINDOWS
                     if getattr(new.windows, k) != getattr(self.config.windows, k)]
+        try:  # what runs must pass config check too: the kept window size with the new window settings
+            new = Config.model_validate({**new.model_dump(), **kept, "windows": windows})
+        except ValidationError as err:
+            first = err.errors()[0]
+            path = ".".join(str(x) for x in first["loc"]) or "(top level)"
+            return self._refused(f"{path}: {first['msg']} (with the running window size, which a reload keeps)")
         if changed:
             log.warning("config reload: %s change only at a restart; their running values stay", ", ".join(changed))
-        new = new.model_copy(update={**kept, "windows": windows})
         if new == self.config:
+            self.metrics.set_reload_failed(False)
             log.info("config reload: nothing to apply")
             return True
         tps = list(self.tasks)
+        self.config = new  # first: a checkpoint that fails restarts the session, which restores under it
+        self._max_step_ms = new.windows.idle_evict_s * 1000 + self._size_ms
         if tps and self._consumer is not None:
             self._checkpoint(tps)
-        self.config = new
-        self._max_step_ms = new.windows.idle_evict_s * 1000 + self._size_ms
         for tp in tps:
             self.tasks.pop(tp, None)
         self._pending |= set(tps)
         if tps and self._consumer is not None:
             self._restore_pending()
+        self.metrics.set_reload_failed(False)
         log.info("config reload: applied to %d partition(s), from their next window", len(tps))
         return True
+
+    def _refused(self, why: str) -> bool:
+        log.warning("config reload refused, the running config stays: %s", why)
+        self.metrics.set_reload_failed(True)
+        return False
 
     def _emit(self, task: PartitionTask, incidents: list[dict[str, Any]]) -> None:
         assert self._outputs is not None
@@ -554,12 +566,18 @@ class Service:
         events their skewed clocks sent."""
         from detector.operate.inventory import route_rows
 
-        out: list[dict[str, Any]] = []
-        for (topic, part), task in sorted(list(self.tasks.items())):  # the HTTP thread: copy before walking
-            skewed = dict(task.pipe.stats.skewed_routes)
-            for row in route_rows(task.pipe, self.config, task.containment):
-                out.append({**row, "topic": topic, "partition": part, "skewed_events": skewed.get(row["route"], 0)})
-        return {"routes": out}
+        for attempt in range(5):  # the HTTP thread reads what the loop changes: a walk may meet a change
+            try:
+                out: list[dict[str, Any]] = []
+                for (topic, part), task in sorted(list(self.tasks.items())):
+                    skewed = dict(task.pipe.stats.skewed_routes)
+                    for row in route_rows(task.pipe, self.config, task.containment):
+                        out.append({**row, "topic": topic, "partition": part,
+                                    "skewed_events": skewed.get(row["route"], 0)})
+                return {"routes": out}
+            except RuntimeError:  # "dictionary changed size during iteration": walk again
+                time.sleep(0.01 * (attempt + 1))
+        raise RuntimeError("the route inventory kept changing while it was read")
 
     # -- checkpoints --------------------------------------------------------------------------------
     def _checkpoint(self, tps: list[TP], commit: bool = True) -> dict[TopicPartition, OffsetAndMetadata]:
