@@ -139,6 +139,7 @@ class Service:
         self._last_watch = 0.0
         self._reload = threading.Event()
         self._last_inventory = 0.0
+        self._inventory_missing = False
         self.k = config.kafka
         self.metrics = metrics
         self.health = health
@@ -380,6 +381,14 @@ class Service:
         if every <= 0 or now - self._last_inventory < every or self._outputs is None:
             return
         self._last_inventory = now
+        consumer = self._consumer
+        if consumer is None or not consumer.partitions_for_topic(self.k.inventory_topic):
+            if not self._inventory_missing:  # topics not created by the service, and this one not made
+                log.warning("inventory: the topic %s does not exist; the route inventory is not written "
+                            "(detector routes --service still works)", self.k.inventory_topic)
+                self._inventory_missing = True
+            return
+        self._inventory_missing = False
         at = datetime.fromtimestamp(int(self.wall()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for row in self.routes_inventory()["routes"]:
             self._outputs.inventory(self.k.inventory_topic, {**row, "at": at})

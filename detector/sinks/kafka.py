@@ -67,6 +67,7 @@ class Outputs:
         self._failures = 0
         self._first_failure = ""
         self.failures_total = 0
+        self.inventory_failures = 0
         self.sent_bytes = 0
 
     def _errback(self, exc: BaseException) -> None:
@@ -97,9 +98,21 @@ class Outputs:
                    str(record["route"]).encode())
 
     def inventory(self, topic: str, record: dict[str, Any]) -> None:
-        """One route's inventory row (key = route; the topic is compacted)."""
-        self._send(topic, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode(),
-                   str(record["route"]).encode())
+        """One route's inventory row (key = route; the topic is compacted). Best effort: a failed send (the
+        topic missing where topics are not created) is counted in ``inventory_failures``, never fails a
+        flush, so detection is not restarted for a view."""
+        try:
+            fut = self.producer.send(topic, value=json.dumps(record, ensure_ascii=False,
+                                                             separators=(",", ":")).encode(),
+                                     key=str(record["route"]).encode())
+        except Exception:  # noqa: BLE001
+            self._inventory_failed(None)
+            return
+        fut.add_errback(self._inventory_failed)
+
+    def _inventory_failed(self, exc: BaseException | None) -> None:
+        with self._lock:
+            self.inventory_failures += 1
 
     def changelog(self, key: bytes, value: bytes | None, partition: int) -> None:
         self._send(self.changelog_topic, value, key, partition=partition)
