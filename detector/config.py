@@ -299,6 +299,12 @@ class Receiver(_Model):
         return self.url.rstrip("/") + "/api/v2/alerts" if self.kind == "alertmanager" else self.url
 
     def matches(self, route: str) -> bool:
+        """Whether incidents on ``route`` go to this receiver.
+
+        >>> pd = Receiver(name="pd", kind="pagerduty", secret="k", routes=["payments.*"])
+        >>> pd.matches("payments.refund"), pd.matches("support.reply")
+        (True, False)
+        """
         return any(fnmatch.fnmatchcase(route, g) for g in self.routes)
 
 

@@ -22,6 +22,7 @@ callback (the service dead-letters them; replay counts them).
 from __future__ import annotations
 
 import base64
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from detector.incidents.commands import Command
 from detector.incidents.engine import IncidentEngine
 from detector.ingest.decode import Decoded, Decoder, Rejection
 from detector.ingest.dedup import DuplicateFilter
+from detector.ingest.otlp import Translated
 from detector.windows.aggregate import WindowAggregate
 from detector.windows.windower import MIN_VOTES, VOTES, EmptyRun, RouteEvicted, Windower, first_stream_time
 
@@ -333,6 +335,19 @@ class Pipeline:
         it to ``on_reject`` (the dead letters)."""
         self.stats.read += 1
         self._reject(raw, rejection)
+
+    def translated(self, raw: bytes, got: Translated) -> list[bytes]:
+        """The section 1 lines of a message of another input format (``got``: its translator's
+        ``Translated``); a message or span it could not read is counted and dead-lettered (once per message,
+        with the first reason), spans without GenAI attributes are counted."""
+        if got.rejection is not None:
+            self.reject(raw, got.rejection)
+            return []
+        self.stats.ignored_spans += got.ignored
+        if got.rejected:
+            self.reject(raw, got.rejected[0])
+            self.stats.rejected_spans += len(got.rejected)
+        return [json.dumps(e).encode() for e in got.events]
 
     def process(self, raw: bytes) -> list[Incident]:
         """Process one message; returns the incident events it caused (often none)."""

@@ -112,16 +112,7 @@ def _translated(messages: Iterable[bytes], fmt: str, config: Config, pipe: Pipel
 
     tr = translator_for(fmt, config.input)
     for raw in messages:
-        got = tr.translate(raw)
-        if got.rejection is not None:
-            pipe.reject(raw, got.rejection)
-            continue
-        pipe.stats.ignored_spans += got.ignored
-        if got.rejected:
-            pipe.reject(raw, got.rejected[0])
-            pipe.stats.rejected_spans += len(got.rejected)
-        for e in got.events:
-            yield json.dumps(e).encode()
+        yield from pipe.translated(raw, tr.translate(raw))
 
 
 def _starts_array(path: Path) -> bool:

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from detector.config import Config
+from detector.config import Config, with_overrides
 from detector.metrics import Metrics
 from detector.service.http import Health
 from detector.service.loop import Service
@@ -127,3 +127,28 @@ def wait_for(cond: Callable[[], bool], timeout_s: float = 60.0, what: str = "con
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_format_topic(bootstrap: str, topic: str, fmt: str, messages: Sequence[bytes]) -> tuple[list[Any], list[Any]]:
+    """`detector run` on one telemetry topic of another input format (SPEC 2c): the messages are produced,
+    the service consumes them all and publishes at least one incident, then stops. Returns the incident
+    messages on the incidents topic and the dead letters."""
+    from detector.bench_kafka import committed
+
+    cfg = with_overrides(Config.model_validate({"input": {"formats": {topic: fmt}}}), {"kafka": {
+        "bootstrap_servers": [bootstrap], "telemetry_topics": [topic], "partitions": 1,
+        "checkpoint_interval_s": 0.5, "idle_timeout_s": 0, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}})
+    create_topics(bootstrap, {topic: 1})
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for raw in messages:
+        producer.send(topic, raw)
+    producer.flush()
+    producer.close()
+    run = start_service(cfg)
+    try:
+        wait_for(lambda: committed(bootstrap, "detector", topic) >= len(messages), 180, "consumed")
+        wait_for(lambda: any(m["event"] == "opened" for m in incidents(read_all(bootstrap, "ai.incidents",
+                                                                                    quiet_s=1.0))), 60, "incident")
+    finally:
+        run.stop()
+    return incidents(read_all(bootstrap, "ai.incidents")), read_all(bootstrap, "ai.telemetry.dlq", quiet_s=1.0)

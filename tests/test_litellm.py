@@ -142,34 +142,12 @@ def test_replay_reads_litellm_payloads_and_finds_the_injected_incident(
 
 
 def test_detector_run_reads_a_litellm_topic(captured: dict[str, dict[str, Any]], broker: Any) -> None:
-    from kafka import KafkaProducer
+    from tests.kafka_util import run_format_topic
 
-    from detector.config import Config, with_overrides
-    from tests.kafka_util import create_topics, incidents, read_all, start_service, wait_for
-    from tests.test_service_kafka import committed
-
-    cfg = with_overrides(Config.model_validate({"input": {"formats": {"litellm.logs": "litellm"}}}), {"kafka": {
-        "bootstrap_servers": [broker.bootstrap], "telemetry_topics": ["litellm.logs"], "partitions": 1,
-        "checkpoint_interval_s": 0.5, "idle_timeout_s": 0, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}})
-    create_topics(broker.bootstrap, {"litellm.logs": 1})
     payloads = traffic(captured, 100, bad_from=80)
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    n = 0
-    for i in range(0, len(payloads), 50):  # batches of 50 payloads as a JSON array, as a logging callback may send
-        producer.send("litellm.logs", json.dumps(payloads[i:i + 50]).encode())
-        n += 1
-    producer.send("litellm.logs", b"{not json")
-    producer.flush()
-    producer.close()
-    run = start_service(cfg)
-    try:
-        wait_for(lambda: committed(broker.bootstrap, "detector", "litellm.logs") >= n + 1, 180, "consumed")
-        wait_for(lambda: any(m["event"] == "opened" for m in incidents(read_all(broker.bootstrap, "ai.incidents",
-                                                                                    quiet_s=1.0))), 60, "incident")
-    finally:
-        run.stop()
-    opened = [(m["route"], m["incident_type"]) for m in incidents(read_all(broker.bootstrap, "ai.incidents"))
-              if m["event"] == "opened"]
+    # batches of 50 payloads as a JSON array, as a logging callback may send them; then one that is not JSON
+    messages = [json.dumps(payloads[i:i + 50]).encode() for i in range(0, len(payloads), 50)] + [b"{not json"]
+    published, dead = run_format_topic(broker.bootstrap, "litellm.logs", "litellm", messages)
+    opened = [(m["route"], m["incident_type"]) for m in published if m["event"] == "opened"]
     assert opened == [("chat.assistant", "performance")]
-    dead = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=1.0)
     assert [dict(m.headers)["detector.reason"] for m in dead] == [b"not_json"]

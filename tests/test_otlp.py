@@ -179,34 +179,13 @@ def test_replay_reads_otlp_files_and_finds_the_injected_incident(tmp_path: Path)
 def test_detector_run_reads_an_otlp_topic(broker: Any) -> None:
     """`detector run` with `[input.formats] "otel.spans" = "otlp_proto"`: the Collector's messages (one per
     minute of spans, key = none) open the injected incident; a truncated message is dead-lettered."""
-    from kafka import KafkaProducer
+    from tests.kafka_util import run_format_topic
 
-    from detector.config import Config, with_overrides
-    from tests.kafka_util import create_topics, incidents, read_all, start_service, wait_for
-    from tests.test_service_kafka import committed
-
-    cfg = with_overrides(Config.model_validate({"input": {"formats": {"otel.spans": "otlp_proto"}}}), {"kafka": {
-        "bootstrap_servers": [broker.bootstrap], "telemetry_topics": ["otel.spans"], "partitions": 1,
-        "checkpoint_interval_s": 0.5, "idle_timeout_s": 0, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}})
-    create_topics(broker.bootstrap, {"otel.spans": 1})
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     messages = [proto_bytes(spans) for spans in traffic(100, bad_from=80)]
     good = messages[0]
     messages.insert(50, good[: len(good) // 3])  # truncated
-    for raw in messages:
-        producer.send("otel.spans", raw)
-    producer.flush()
-    producer.close()
-    run = start_service(cfg)
-    try:
-        wait_for(lambda: committed(broker.bootstrap, "detector", "otel.spans") >= len(messages), 180, "consumed")
-        wait_for(lambda: any(m["event"] == "opened" for m in incidents(read_all(broker.bootstrap, "ai.incidents",
-                                                                                    quiet_s=1.0))), 60, "incident")
-    finally:
-        run.stop()
-    opened = [(m["route"], m["incident_type"]) for m in incidents(read_all(broker.bootstrap, "ai.incidents"))
-              if m["event"] == "opened"]
+    published, dead = run_format_topic(broker.bootstrap, "otel.spans", "otlp_proto", messages)
+    opened = [(m["route"], m["incident_type"]) for m in published if m["event"] == "opened"]
     assert opened == [("chat.assistant", "performance")]
-    dead = read_all(broker.bootstrap, "ai.telemetry.dlq", quiet_s=1.0)
     assert [dict(m.headers)["detector.reason"] for m in dead] == [b"not_otlp"]
     assert dict(dead[0].headers)["detector.source"] == b"otel.spans/0/50"

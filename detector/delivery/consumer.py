@@ -48,7 +48,7 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from detector.config import Config, Receiver
+from detector.config import Config
 from detector.delivery.worker import TP, Item, Worker
 from detector.metrics import DeliveryMetrics
 from detector.service.clients import client_kwargs, secret_value
@@ -290,23 +290,22 @@ class Delivery:
                 if p.until is not None and offset + 1 >= p.until:
                     self._finish(tp)
                 return
-            p.position = offset
-            self._finish(tp)
-            p.position = offset + 1
+            self._finish(tp, end=offset)  # this message is the first after the past
         route = inc["route"]
         for w in self.workers:
             if w.receiver.matches(route):
                 w.offer(item)
 
-    def _finish(self, tp: TP) -> None:
-        """The past of a partition is read: its open incidents are known to the receivers."""
+    def _finish(self, tp: TP, end: int | None = None) -> None:
+        """The past of a partition (up to ``end``, else the position read) is read: its open incidents are
+        known to the receivers."""
         p = self.parts[tp]
         if not p.rebuilding:
             return
         p.rebuilding = False
         first, announced = p.first, len(p.latest)
         if first:
-            p.boundary = p.position
+            p.boundary = p.position if end is None else end
         for item in p.latest.values():
             for w in self.workers:
                 if w.receiver.matches(str(item.incident["route"])):
@@ -359,15 +358,3 @@ class Delivery:
             p = self.parts.get((part.topic, part.partition))
             if p is not None:
                 p.committed = om.offset
-
-    @staticmethod
-    def matching(receivers: list[Receiver], route: str) -> list[str]:
-        """Names of the receivers an incident on ``route`` goes to.
-
-        >>> from detector.config import Receiver
-        >>> rs = [Receiver(name="am", kind="alertmanager", url="http://am:9093"),
-        ...       Receiver(name="pd", kind="pagerduty", secret="k", routes=["payments.*"])]
-        >>> Delivery.matching(rs, "payments.refund"), Delivery.matching(rs, "support.reply")
-        (['am', 'pd'], ['am'])
-        """
-        return [r.name for r in receivers if r.matches(route)]

@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from detector.ingest.decode import event_time_ms
+
 __all__ = [
     "ALERTNAME",
     "alertmanager_alert",
@@ -83,13 +85,8 @@ def parse_rfc3339(text: Any) -> float | None:
     >>> parse_rfc3339("2026-01-01T00:00:00Z"), parse_rfc3339(None)
     (1767225600.0, None)
     """
-    if not isinstance(text, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt.timestamp() if dt.tzinfo is not None else None
+    ms = event_time_ms(text)
+    return None if ms is None else ms / 1000
 
 
 def _target(rec: Mapping[str, Any]) -> str:

@@ -24,7 +24,7 @@ import msgspec
 
 from detector.events import ERROR_CLASSES, ErrorEvent, TelemetryEvent
 
-__all__ = ["Decoder", "Decoded", "Rejection", "RejectReason", "REJECT_REASONS", "parse_ts"]
+__all__ = ["Decoder", "Decoded", "Rejection", "RejectReason", "REJECT_REASONS", "parse_ts", "event_time_ms"]
 
 RejectReason = Literal[
     "too_large",
@@ -99,6 +99,21 @@ def parse_ts(value: str | float | datetime) -> int | None:
     if value != value or value in (float("inf"), float("-inf")):
         return None
     return int(value)
+
+
+def event_time_ms(value: object) -> int | None:
+    """Epoch milliseconds of an RFC 3339 time from an incident event; None for anything else (missing, not
+    text, no offset, not a date): for the tools that read incident events back. Never raises.
+
+    >>> event_time_ms("2026-01-01T00:00:00Z"), event_time_ms(None), event_time_ms("2026-01-01T00:00:00")
+    (1767225600000, None, None)
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_ts(value)
+    except (OverflowError, ValueError):
+        return None
 
 
 class Decoder:

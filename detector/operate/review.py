@@ -33,8 +33,9 @@ is left as prompts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
+
+from detector.ingest.decode import event_time_ms
 
 __all__ = ["review", "pick"]
 
@@ -57,20 +58,10 @@ def pick(messages: Iterable[Mapping[str, Any]], incident_id: str) -> list[dict[s
     return [by_seq[k] for k in sorted(by_seq)]
 
 
-def _ts(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo is not None else None  # without an offset it is not a time the events give
-
-
-def _span(a: datetime | None, b: datetime | None) -> str:
+def _span(a: int | None, b: int | None) -> str:
     if a is None or b is None:
         return "n/a"
-    minutes = (b - a).total_seconds() / 60
+    minutes = (b - a) / 60_000
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
@@ -93,15 +84,15 @@ def review(messages: list[dict[str, Any]]) -> str:
     first, last = msgs[0], msgs[-1]
     head = next((m for m in msgs if m.get("event") == "opened"), first)
     route, itype = head.get("route"), head.get("incident_type")
-    started, detected = _ts(head.get("started_at")), _ts(head.get("detected_at"))
+    started, detected = event_time_ms(head.get("started_at")), event_time_ms(head.get("detected_at"))
 
     def when(event: str) -> dict[str, Any] | None:
         return next((m for m in msgs if m.get("event") == event), None)
 
     acked, contained, resolved = when("acknowledged"), when("contained"), when("resolved")
-    contained_at = _ts(contained.get("at")) if contained else None
+    contained_at = event_time_ms(contained.get("at")) if contained else None
     resolved_text = (resolved.get("resolved_at") or resolved.get("at")) if resolved else None
-    resolved_at = _ts(resolved_text)
+    resolved_at = event_time_ms(resolved_text)
     out = [f"# Post-incident review (draft): {itype} on {route}", "",
            f"Incident `{head.get('incident_id')}`; severity at the end: **{last.get('severity')}**; "
            f"status: **{last.get('status')}**. Drafted from {len(msgs)} incident message(s); edit freely.", ""]

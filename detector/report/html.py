@@ -28,11 +28,11 @@ import gzip
 import html
 import json
 from collections.abc import Iterable
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detector.ingest.decode import event_time_ms as _ms
 from detector.pipeline import Stats
 from detector.report.record import Recorder
 
@@ -41,15 +41,6 @@ __all__ = ["fold", "compare", "render", "write_report"]
 _SEVERITY = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 TYPE_COLORS = {"bad_output": "#d62728", "retrieval_failure": "#9467bd", "tool_failure": "#ff7f0e",
                "access_privacy": "#8c564b", "performance": "#1f77b4", "cost": "#2ca02c"}
-
-
-def _ms(text: Any) -> int | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return int(datetime.fromisoformat(text).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def fold(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -117,9 +117,11 @@ class Recorder:
                         obs[b] = _num(s.observed[i])
                     base[b] = _num(s.baseline[i])
                     thr[b] = _num(s.threshold[i])
-                anomalous = sorted({min(n - 1, (s.ends[i] - 1 - self.first_ms) // step) for i in s.anomalous})
-                for b in anomalous:  # the bucket shows its anomalous window, not a calmer one beside it
-                    idx = [i for i in s.anomalous if min(n - 1, (s.ends[i] - 1 - self.first_ms) // step) == b]
-                    obs[b] = _num(s.observed[idx[-1]])
+                marked: set[int] = set()
+                for i in s.anomalous:  # a bucket shows its (last) anomalous window, not a calmer one beside it
+                    b = min(n - 1, (s.ends[i] - 1 - self.first_ms) // step)
+                    obs[b] = _num(s.observed[i])
+                    marked.add(b)
+                anomalous = sorted(marked)
                 out[route][name] = {"observed": obs, "baseline": base, "threshold": thr, "anomalous": anomalous}
         return grid, out

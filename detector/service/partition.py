@@ -18,7 +18,6 @@ identically instead of differently.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,16 +121,7 @@ class PartitionTask:
             if tr is None:
                 yield rec.value
                 continue
-            got = tr.translate(rec.value)  # another format: its message's events, or its rejection
-            if got.rejection is not None:
-                pipe.reject(rec.value, got.rejection)
-                continue
-            pipe.stats.ignored_spans += got.ignored
-            if got.rejected:
-                pipe.reject(rec.value, got.rejected[0])
-                pipe.stats.rejected_spans += len(got.rejected)
-            for e in got.events:
-                yield json.dumps(e).encode()
+            yield from pipe.translated(rec.value, tr.translate(rec.value))  # another format's events
 
     def process(self, records: Sequence[Record]) -> list[Incident]:
         """Run a poll's records of this partition (in offset order); returns the incident events."""
