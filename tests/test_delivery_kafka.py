@@ -83,7 +83,8 @@ def config(bootstrap: str, receivers: list[dict[str, Any]], **delivery: Any) -> 
 
 class Running:
     def __init__(self, cfg: Config):
-        self.delivery = Delivery(cfg, DeliveryMetrics(CollectorRegistry(), [r.name for r in cfg.receivers]))
+        self.registry = CollectorRegistry()
+        self.delivery = Delivery(cfg, DeliveryMetrics(self.registry, [r.name for r in cfg.receivers]))
         self.thread = threading.Thread(target=self.delivery.run, daemon=True)
         self.thread.start()
         wait_for(self.delivery.ready.is_set, 60, "delivery assigned and caught up")
@@ -273,3 +274,27 @@ def test_alertmanager_resends_go_on_after_a_rebalance(broker: EmbeddedBroker) ->
             wait_for(lambda: len(am.got) - n >= 3, 20, "re-sends after the rebalance")
         finally:
             run.stop()
+
+
+def test_a_message_that_is_not_an_incident_event_is_skipped_and_counted(broker: EmbeddedBroker) -> None:
+    """Junk on the incidents topic (not JSON, an object without incident_id or seq) is skipped and counted
+    (detector_delivery_invalid_total); the incident events around it are delivered."""
+    from kafka import KafkaProducer
+
+    create_topics(broker.bootstrap, {"ai.incidents": 1})
+    with Server() as srv:
+        run = Running(config(broker.bootstrap, [{"name": "hook", "kind": "webhook", "url": srv.url, "secret": "k"}]))
+        try:
+            publish(broker.bootstrap, [incident("opened", 1, iid="before")])
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+            for junk in (b"not json", b'{"route": "r"}', b'{"incident_id": "x", "seq": "1", "route": "r"}', b""):
+                producer.send("ai.incidents", junk)
+            producer.flush()
+            producer.close()
+            publish(broker.bootstrap, [incident("opened", 1, iid="after")])
+            srv.wait(2)
+            wait_for(lambda: run.registry.get_sample_value("detector_delivery_invalid_total") == 4, 30,
+                     "junk counted")
+        finally:
+            run.stop()
+    assert keys(srv.ok()) == ["before:1", "after:1"]
