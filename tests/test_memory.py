@@ -66,3 +66,21 @@ def test_an_alarm_has_no_instance_dict_and_round_trips() -> None:
     old = a.snapshot()
     old["state"] = {"__dict": {**old["state"]["__dict"], "retired_field": 1}}  # a field an older version had
     assert Alarm.from_snapshot(old).snapshot() == a.snapshot()
+
+
+def test_a_core_checkpoint_from_before_the_short_mean_goes_on_without_false_novelty() -> None:
+    """A snapshot written before the short mean's range existed restores: the mean starts afresh and its
+    range is watched only after ``short_window`` values, so the restored core raises no alarm on ordinary values."""
+    rng = random.Random(5)
+    core = RobustLikelihood()
+    for _ in range(1500):
+        core.update(rng.gauss(50.0, 2.0))
+    snap = core.snapshot()
+    state = dict(snap["state"]["__dict"])
+    for field in ("mean_n", "mean", "mean_lo", "mean_hi"):
+        del state[field]
+    old = RobustLikelihood.from_snapshot({**snap, "state": {"__dict": state}})
+    assert old.mean_n == 0
+    assert max(old.update(rng.gauss(50.0, 2.0)) for _ in range(200)) < old.threshold
+    assert old.mean_n == old.short_window and old.mean_lo < 50.0 < old.mean_hi
+    assert old.update(90.0) >= old.threshold  # and still finds a new extreme

@@ -165,6 +165,8 @@ def ew_weight(half_life: float, n: int) -> float:
 class UnivariateDetector(Stateful):
     """Scores a stream of floats. Higher is more anomalous; scores in [0, 1]."""
 
+    __slots__ = ()  # a subclass that declares slots has no instance dict (see Stateful)
+
     @abc.abstractmethod
     def learn_one(self, x: float) -> None:
         """Update the learned state with one value."""

@@ -9,6 +9,7 @@ from detector.detectors.base import UnivariateDetector
 __all__ = ["RobustLikelihood"]
 
 _SQRT2 = math.sqrt(2.0)
+_SQRT_PI_2 = math.sqrt(math.pi) / 2.0
 
 
 class RobustLikelihood(UnivariateDetector):
@@ -27,9 +28,15 @@ class RobustLikelihood(UnivariateDetector):
        mapped to ``-log10(q) / likelihood_scale`` (capped at 1). This makes the
        score a per-series calibrated surprise, so one threshold fits all
        series. The first ``warmup`` values only learn (score 0).
-    3. **Range novelty**: a value outside the all-time ``[lo, hi]`` by more
-       than ``range_tolerance (hi - lo)``, and at least ``range_z`` scale
-       units from ``m``, scores 1.
+    3. **Range novelty** (after Numenta's "spatial anomaly"): a value outside
+       the all-time ``[lo, hi]`` by more than ``range_tolerance (hi - lo)``,
+       and at least ``range_z`` scale units from ``m``, scores 1. So does a
+       value that takes the *short mean* (an EW mean at rate ``mean_alpha``,
+       a few rows' memory) outside that mean's own all-time range by the same
+       tolerance and by more than one standard deviation of the short mean
+       (estimated from ``sd``): a level the series has never held, even if each value is
+       inside the range of single values (a noisy or spiky series whose new
+       level sits between its old extremes, a flat-lined or stuck signal).
     4. **Hold-off**: after a score reaches ``threshold``, the next
        ``suppress`` scores are capped just below ``threshold`` (one alarm per
        event instead of one per row).
@@ -49,6 +56,10 @@ class RobustLikelihood(UnivariateDetector):
     range_z
         ... and its level deviation ``|x - m| / s`` must be at least this
         (noise records at the edge of a wide seasonal swing are not novel).
+    mean_alpha
+        EW rate of the short mean whose all-time range is also watched
+        (0 turns that check off); it is watched once ``short_window`` values
+        have been seen.
     short_window
         Number of raw scores averaged for the likelihood.
     likelihood_alpha
@@ -76,7 +87,28 @@ class RobustLikelihood(UnivariateDetector):
     True
     >>> det.update(201.0) < det.threshold  # hold-off: one alarm per event
     True
+
+    A level never held before, inside the range of single values (spikes to
+    100 over a base of 10, then a plateau at 60), is novel through the short mean:
+
+    >>> rng, det = random.Random(0), RobustLikelihood()
+    >>> xs = [100.0 if rng.random() < 0.1 else 10 + rng.gauss(0, 1) for i in range(1500)]
+    >>> quiet = [det.update(x) for x in xs]
+    >>> max(quiet[600:]) < det.threshold
+    True
+    >>> plateau = [det.update(60.0 + rng.gauss(0, 1)) for i in range(20)]
+    >>> max(plateau[:5]) < det.threshold <= max(plateau)
+    True
     """
+
+    #: Slots, not an instance dict: every continuous signal of every route holds one (a dict of this many
+    #: fields is over CPython's shared-key limit and costs about 1.4 KB more per core).
+    __slots__ = (
+        "level_alpha", "diff_alpha", "clip", "level_z", "diff_z", "range_tolerance", "range_z", "mean_alpha",
+        "short_window", "likelihood_alpha", "warmup", "likelihood_scale", "threshold", "suppress",
+        "n", "loc", "scale", "diff_scale", "prev", "lo", "hi", "mean_n", "mean", "mean_lo", "mean_hi",
+        "raws", "raw_sum", "lik_n", "lik_mean", "lik_var", "cooldown",
+    )
 
     def __init__(
         self,
@@ -87,6 +119,7 @@ class RobustLikelihood(UnivariateDetector):
         diff_z: float = 8.0,
         range_tolerance: float = 0.01,
         range_z: float = 2.0,
+        mean_alpha: float = 0.125,
         short_window: int = 20,
         likelihood_alpha: float = 0.001,
         warmup: int = 600,
@@ -101,6 +134,7 @@ class RobustLikelihood(UnivariateDetector):
         self.diff_z = diff_z
         self.range_tolerance = range_tolerance
         self.range_z = range_z
+        self.mean_alpha = mean_alpha
         self.short_window = short_window
         self.likelihood_alpha = likelihood_alpha
         self.warmup = warmup
@@ -117,6 +151,10 @@ class RobustLikelihood(UnivariateDetector):
         self.prev = 0.0
         self.lo = 0.0
         self.hi = 0.0
+        self.mean_n = 0  # values in the short mean (a checkpoint from before it has none: it starts afresh)
+        self.mean = 0.0
+        self.mean_lo = 0.0
+        self.mean_hi = 0.0
         # a list, not a deque: a deque's first block alone is ~600 bytes, and every signal of every route has one
         self.raws: list[float] = []
         self.raw_sum = 0.0
@@ -135,6 +173,14 @@ class RobustLikelihood(UnivariateDetector):
         raw = round(1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z)), 6)
         margin = self.range_tolerance * (self.hi - self.lo)
         novel = self.n > 1 and (x > self.hi + margin or x < self.lo - margin) and zl >= self.range_z
+        if not novel and self.mean_alpha > 0.0 and self.mean_n >= self.short_window:
+            a = self.mean_alpha
+            m = self.mean + a * (x - self.mean)
+            # a record by less than the short mean's own noise (one standard deviation: the noise's sigma,
+            # sqrt(pi)/2 of the mean absolute first difference, times sqrt(a / (2 - a))) is no new level
+            noise = _SQRT_PI_2 * self.diff_scale * math.sqrt(a / (2.0 - a))
+            margin = max(self.range_tolerance * (self.mean_hi - self.mean_lo), noise)
+            novel = m > self.mean_hi + margin or m < self.mean_lo - margin
         return raw, novel
 
     def _avg(self, raw: float) -> float:
@@ -233,6 +279,13 @@ class RobustLikelihood(UnivariateDetector):
         self.prev = x
         self.hi = max(self.hi, x)
         self.lo = min(self.lo, x)
+        if self.mean_n == 0:
+            self.mean = self.mean_lo = self.mean_hi = x
+        else:
+            self.mean += self.mean_alpha * (x - self.mean)
+            self.mean_hi = max(self.mean_hi, self.mean)
+            self.mean_lo = min(self.mean_lo, self.mean)
+        self.mean_n = min(self.mean_n + 1, self.short_window)  # only "enough yet?" is asked of it
         # long-run distribution of the short-window mean raw score
         if len(self.raws) >= self.short_window:
             self.raw_sum -= self.raws[0]
