@@ -270,6 +270,7 @@ def test_persistence_and_hysteresis_through_the_route(monkeypatch: pytest.Monkey
     """An error burst fires from its 2nd anomalous window and clears 5 calm windows after it ends (with the
     overwhelming-evidence shortcut switched off: it is tested on its own)."""
     monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
+    monkeypatch.setattr(routes_module, "RATE_SURE", 2.0)
     cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
 
     def shape(i: int, rng: random.Random) -> WindowAggregate:
@@ -318,6 +319,7 @@ def test_heightened_monitoring_fires_on_the_first_anomalous_window(monkeypatch: 
     """After heighten() (an incident resolved), one anomalous window fires; after the period, two are needed
     (overwhelming evidence, tested next, fires at once anyway: it is switched off here)."""
     monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
+    monkeypatch.setattr(routes_module, "RATE_SURE", 2.0)
     cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
     hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=400 * MINUTE)
     assert on == hit  # heightened: the first anomalous window fires
@@ -331,6 +333,38 @@ def test_overwhelming_evidence_fires_on_its_first_anomalous_window() -> None:
     one-window flukes, and this is none)."""
     first_hit, first_on = _burst_hit_and_firing(Config.model_validate({"detectors": {"persistence": 2}}), 330)
     assert first_hit >= 300 and first_on == first_hit
+
+
+def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 3,
+                        denied: int = 1) -> tuple[int, int, float]:
+    """A route of ``requests`` requests a minute with no errors, then from ``first_bad`` ``denied`` of them
+    denied every ``bad_every`` windows: the first window its rate test judged anomalous, the first in which
+    it fired, and the rate test's p-value on that first anomalous window."""
+    rd = RouteDetectors(Config.model_validate({"detectors": {"persistence": 2}}))
+    rng = random.Random(0)
+    first_hit = first_on = -1
+    p = 1.0
+    for i in range(n):
+        bad = i >= first_bad and (i - first_bad) % bad_every == 0
+        w = window(i, rng, requests=requests, errors={"access_denied": denied} if bad else None)
+        out = rd.on_window(w)
+        alarm = rd.routes[ROUTE].alarms.get("errors_access")  # made when the signal is first judged
+        if first_hit < 0 and alarm is not None and alarm.hits > 0:
+            first_hit = i
+            p = 1.0 - rd.routes[ROUTE].last["errors_access"][3]
+        if first_on < 0 and any(f.signal == "errors_access" for f in out):
+            first_on = i
+    return first_hit, first_on, p
+
+
+def test_a_rate_test_sure_of_its_span_fires_without_waiting_for_a_second_window() -> None:
+    """A rate test's span already needs the excess in min_hot (3) windows, its own persistence: at p < 1e-7
+    (two of a quiet route's three requests a minute denied where none ever were) its first anomalous window
+    fires; weaker evidence (p between 1e-7 and 1e-5: one of the three denied) still waits for a second one."""
+    hit, on, p = _quiet_route_errors(200, 1, 260, requests=3, denied=2)
+    assert hit >= 200 and 1e-10 < p < 1e-7 and on == hit  # (below 1e-10 it fired at once before, too)
+    hit, on, p = _quiet_route_errors(200, 1, 260, requests=3, denied=1)
+    assert hit >= 200 and 1e-7 <= p < 1e-5 and on == hit + 1
 
 
 def test_alarm_warm_up_persistence_hysteresis() -> None:

@@ -77,7 +77,7 @@ CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_c
 QUIET: dict[str, Judgement] = dict.fromkeys(CANARY_SIGNALS, Judgement(False, 0.0, 0.0, 0.0, 0.0))
 #: Conditional binomial p-value below which the new version holds too many of the bad events (a comparison
 #: runs only after an explicit change, for a while: few tests, so a looser level than the rate tests').
-ALPHA = 1e-4
+ALPHA = 1e-3
 #: The route's own traffic before a change stands for the old version's past: forgotten with this
 #: half-life (windows), and at most this many requests of it are carried into a comparison.
 HISTORY_HALF_LIFE = 360.0

@@ -47,6 +47,9 @@ COST_SIGNALS = frozenset(("spend", "cost_per_request", "tokens", "runaway_key"))
 MAX_TOOLS = 8
 #: A count test's score (1 - p) at which one anomalous window fires without waiting for persistence.
 OVERWHELMING = 1.0 - 1e-10
+#: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
+#: ``min_hot`` windows (its own persistence), so at p < 1e-7 a second window adds a minute, not confidence.
+RATE_SURE = 1.0 - 1e-7
 
 
 @dataclass(frozen=True)
@@ -480,7 +483,8 @@ class RouteDetectors:
                         shared = (r, entry)
                 st.last[name] = entry  # (entries are read, never changed in place)
                 # a count test's p-value this small is no one-window fluke: no need to wait for a second
-                sure = r.anomalous and r.score >= OVERWHELMING and isinstance(det, ProportionTest | CountTest)
+                sure = r.anomalous and (r.score >= RATE_SURE if isinstance(det, ProportionTest)
+                                        else r.score >= OVERWHELMING and isinstance(det, CountTest))
                 on = alarm.step(r.anomalous, 1 if sure else need)
             else:
                 idle = alarms.get(name)
