@@ -30,7 +30,7 @@ from detector.service.embedded import EmbeddedBroker
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("seed", [2, 3, 4])
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])  # 5: a chance rejection just before the release
 def test_the_demo_traffic_opens_each_injected_incident_and_nothing_else(seed: int) -> None:
     traffic = Traffic(seed, 1_767_225_600_000, period_min=PERIOD_MIN, length_min=LENGTH_MIN, first_min=BACKFILL_MIN)
     pipe = Pipeline(demo_config("127.0.0.1:9092"))

@@ -157,8 +157,8 @@ class ProportionTest(Stateful):
         self.learned = 0
         self.was_anomalous = False
         self.calm = 0  # judged windows since the last anomalous one
-        #: Age in windows (1: the newest) of the oldest window in the last judged span whose own rate
-        #: cleared the effect size: where the excess began, however long the evidence took to pool.
+        #: Age in windows (1: the newest) where the excess of the last anomalous span began (:meth:`_onset`),
+        #: however long the evidence took to pool.
         self.onset = 1
 
     @property
@@ -191,7 +191,6 @@ class ProportionTest(Stateful):
         best: tuple[float, int, int, int] | None = None
         ks, ns, spans = k, n, 1
         newest_hot = 1 if hot else 0  # 1-based age of the newest hot window; 0: none yet
-        oldest_hot = newest_hot
         hist = self.recent
         i = len(hist) - 1
         next_test = self.min_span
@@ -206,9 +205,9 @@ class ProportionTest(Stateful):
                         and kk - ns * p0 > 2.5 * math.sqrt(ns * p0 * (1.0 - p0))):
                     pval = binom_sf(kk, ns, p0)
                     if best is None or pval < best[0]:
-                        best = (pval, kk, ns, oldest_hot)
+                        best = (pval, kk, ns, spans)
                 elif best is None:
-                    best = (1.0, kk, ns, oldest_hot)
+                    best = (1.0, kk, ns, spans)
             if spans >= self.max_span or i < 0:
                 break
             kh, nh = hist[i]
@@ -218,15 +217,44 @@ class ProportionTest(Stateful):
             i -= 1
             if kh > 0 and kh >= effect * nh:
                 hot += 1
-                oldest_hot = spans
                 if not newest_hot:
                     newest_hot = spans
         if best is None:
             return _SKIP
-        pval, ks, ns, onset = best
-        self.onset = max(1, onset)
+        pval, ks, ns, span = best
+        if pval < self.alpha:
+            self.onset = self._onset(k, n, span, ks / ns, p0)
         crit = self._critical(ns, p0) if pval < 0.01 else effect
         return Judgement(pval < self.alpha, ks / ns, p0, crit, 1.0 - pval)
+
+    def _onset(self, k: int, n: int, span: int, p1: float, p0: float) -> int:
+        """Where the excess of an anomalous span began: the age (1: this window) that maximises the summed
+        log-likelihood ratio of the span's rate ``p1`` against the baseline ``p0`` from this window back
+        (the CUSUM change-point estimate). A window at the baseline rate counts against an earlier start,
+        so a chance hot window among calm ones before the excess (sparse reviews) does not move it back.
+
+        >>> t = ProportionTest()
+        >>> t.recent = [[1, 3]] + [[0, 3]] * 6 + [[2, 3]] * 3  # a chance hit, calm, then the excess
+        >>> t._onset(2, 3, 11, 9 / 33, 0.02)
+        4
+        """
+        if p1 >= 1.0:
+            p1 = 1.0 - 1e-9
+        if p1 <= p0:
+            return 1
+        hit, miss = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+        total = best = k * hit + (n - k) * miss
+        age = at = 1
+        hist = self.recent
+        i = len(hist) - 1
+        while age < span and i >= 0:
+            kh, nh = hist[i]
+            total += kh * hit + (nh - kh) * miss
+            age += 1
+            i -= 1
+            if total > best:
+                best, at = total, age
+        return at
 
     def _critical(self, n: int, p0: float) -> float:
         lo, hi = 0, n + 1

@@ -53,6 +53,8 @@ STOP_CONFIRM_MS = 15 * 60_000
 #: Share of a kind's traffic at which one version carries all of it (the rest is in-flight noise).
 ONE_VERSION = 0.9
 #: Types whose affected requests are specific events (errors, bad reviews).
+#: The detector name of the rate tests' firings (their window_start is the onset of the excess).
+RATE_TEST = "ProportionTest"
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
 
@@ -278,12 +280,16 @@ class IncidentEngine:
         lead: list[WindowAggregate] = []
         if o is None:
             error_based = all(f.signal.startswith(ERROR_SIGNALS) for f in firings)
-            first = min(f.window_start for f in firings)
-            started = max(0, first - (self.persistence - 1) * self.size_ms)
+            # a rate test's window_start is already where its excess began (ProportionTest.onset); another
+            # signal's first anomalous window came persistence - 1 windows before the one that fired
+            held = (self.persistence - 1) * self.size_ms
+            started = max(0, min(f.window_start - (0 if f.detector == RATE_TEST else held) for f in firings))
+            onset = all(f.detector == RATE_TEST for f in firings)
             if error_based or itype in COUNTED_TYPES:
-                # the windows just before, whose errors (or bad reviews) the rate test pooled
+                # the windows just before, whose errors (or bad reviews) the rate test pooled; never before
+                # a rate test's own onset (a route's usual errors just before it are no part of the excess)
                 for pw in reversed(self._recent.get(w.route, ())):
-                    if affected(itype, pw, error_based)[0] <= 0:
+                    if affected(itype, pw, error_based)[0] <= 0 or (onset and pw.start < started):
                         break
                     lead.insert(0, pw)
                 if lead:
