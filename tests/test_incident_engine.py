@@ -231,6 +231,26 @@ def test_escalation_on_severity_rise(mags: list[float], expected: list[str]) -> 
         assert esc["at"] == iso(ts(mags.index(6.0) + 2)) and esc["detected_at"] == out[0]["detected_at"]
 
 
+def test_windows_the_alarm_only_holds_on_add_nothing_to_the_blast_radius() -> None:
+    """A route slow for two windows (5 tenants each) whose alarm then holds on for 4 calm windows (hysteresis,
+    ``hit=False``) with 6 new tenants each: the incident's tenants are those of the slow windows, and its
+    severity does not climb from the calm ones (a night-time latency blip was escalated to critical so)."""
+    def slow(i: int, hit: bool) -> Step:
+        f = Firing(route="r", signal="latency_p50", incident_type="performance", detector="LevelShift",
+                   observed=3000.0 if hit else 1000.0, baseline=1200.0, threshold=1800.0, score=1.0 if hit else 0.1,
+                   window_start=ts(i), window_end=ts(i + 1), magnitude=2.5 if hit else 0.8, hit=hit)
+        w = window(i, ok=10, tenants=5) if hit else window(i, ok=12, tenants=6)
+        if not hit:  # other tenants than the slow windows'
+            for k, ev in enumerate(list(w.tenants)):
+                w.tenants.discard(ev)
+                w.tenants.add(f"later-{i}-{k}")
+        return (w, [f])
+
+    out = drive([slow(1, True), slow(2, True), *[slow(i, False) for i in range(3, 7)]])
+    assert [m["event"] for m in out] == ["opened"]
+    assert out[0]["blast_radius"]["tenants"] == 5
+
+
 def test_updated_is_rate_limited() -> None:
     """A new signal is `updated` no sooner than update_interval_s after the last message, and only once."""
     steps: list[Step] = []

@@ -56,6 +56,9 @@ class Firing:
     weak: bool = False
     #: The rollback this signal itself names, (kind, version): a canary comparison's old version.
     rollback: tuple[str, str] | None = None
+    #: Whether this window itself was judged anomalous; False while the alarm only holds on (hysteresis:
+    #: the windows after the excess ended, which add nothing to the blast radius).
+    hit: bool = True
 
     def entry(self) -> dict[str, Any]:
         """The SPEC ``signals`` entry (no route or subject: they live elsewhere)."""

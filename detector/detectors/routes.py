@@ -471,7 +471,9 @@ class RouteDetectors:
         entry: list[float] = []
         for name in st.order:
             r = results.get(name)
+            hit = False
             if r is not None and r.judged:
+                hit = r.anomalous
                 alarm = alarms.get(name) or st.alarm(name)
                 start = w.start
                 det = st.dets.get(name)
@@ -501,7 +503,7 @@ class RouteDetectors:
                 observed=obs, baseline=base, threshold=thr, score=score,
                 window_start=int(ws), window_end=int(we), subject=subject,
                 magnitude=_magnitude(obs, base, name), weak=st.weak.get(name, False),
-                rollback=st.rollback if name in CANARY_SIGNALS else None,
+                rollback=st.rollback if name in CANARY_SIGNALS else None, hit=hit,
             ))
         return out
 

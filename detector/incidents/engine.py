@@ -312,9 +312,12 @@ class IncidentEngine:
             o.strong = o.strong or not f.weak
             if f.subject and (o.subject is None or itype == "tool_failure"):
                 o.subject = f.subject
+        held_only = not any(f.hit for f in firings)  # the excess has ended; the alarm holds on for a while
         for aw in [*lead, w]:
             if len(o.windows) < WINDOW_CAP:
                 o.windows.append(aw)
+            if held_only:
+                continue  # its requests and tenants are no part of the blast radius
             n_aff, tenants = affected(itype, aw, o.error_based)
             o.aff_requests += n_aff
             o.route_requests += max(aw.requests, n_aff)
