@@ -1,4 +1,4 @@
-"""Robust level/difference z-scores, anomaly likelihood, range novelty, alarm hold-off."""
+"""Robust level/difference z-scores, anomaly likelihood, range and dwell novelty, alarm hold-off."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ class RobustLikelihood(UnivariateDetector):
        (estimated from ``sd``): a level the series has never held, even if each value is
        inside the range of single values (a noisy or spiky series whose new
        level sits between its old extremes, a flat-lined or stuck signal).
+       A longer EW mean (rate ``long_alpha``) is watched the same way once
+       ``2 / long_alpha`` values have been seen (with a margin of two of its
+       standard deviations): a level shift too small for the short mean's
+       noise margin but held for a few dozen rows.
+       **Dwell novelty**: the seen range is cut into ``dwell_bins`` equal
+       bins; a value whose bin has held the series for ``dwell_factor``
+       times longer than any earlier stay in that bin (and at least
+       ``dwell_min`` values) scores 1, once per stay: a level held far
+       longer than ever before (a daily peak that does not come, a signal
+       stuck mid-range), even though it was reached before.
     4. **Hold-off**: after a score reaches ``threshold``, the next
        ``suppress`` scores are capped just below ``threshold`` (one alarm per
        event instead of one per row).
@@ -60,6 +70,13 @@ class RobustLikelihood(UnivariateDetector):
         EW rate of the short mean whose all-time range is also watched
         (0 turns that check off); it is watched once ``short_window`` values
         have been seen.
+    long_alpha
+        EW rate of the longer mean whose all-time range is also watched (0 turns it off).
+    dwell_bins, dwell_factor, dwell_min
+        Dwell novelty: bins of the seen range, how many times its longest
+        earlier stay a stay in a bin must last, and the shortest stay that
+        counts (``dwell_bins`` 0 turns it off); judged once ``warmup``
+        values have been seen.
     short_window
         Number of raw scores averaged for the likelihood.
     likelihood_alpha
@@ -99,14 +116,28 @@ class RobustLikelihood(UnivariateDetector):
     >>> plateau = [det.update(60.0 + rng.gauss(0, 1)) for i in range(20)]
     >>> max(plateau[:5]) < det.threshold <= max(plateau)
     True
+
+    A level reached every hour but held far longer than ever (a square wave
+    that stops at its top) is novel through the dwell, once:
+
+    >>> rng, det = random.Random(0), RobustLikelihood()
+    >>> xs = [(10.0 if i % 120 < 60 else 0.0) + rng.gauss(0, 0.1) for i in range(1800)]
+    >>> quiet = [det.update(x) for x in xs]
+    >>> max(quiet[600:]) < det.threshold
+    True
+    >>> stuck = [det.update(10.0 + rng.gauss(0, 0.1)) for i in range(300)]
+    >>> [i for i, s in enumerate(stuck) if s >= det.threshold]  # its longest stay so far was 60 values
+    [180]
     """
 
     #: Slots, not an instance dict: every continuous signal of every route holds one (a dict of this many
     #: fields is over CPython's shared-key limit and costs about 1.4 KB more per core).
     __slots__ = (
         "level_alpha", "diff_alpha", "clip", "level_z", "diff_z", "range_tolerance", "range_z", "mean_alpha",
+        "long_alpha", "dwell_bins", "dwell_factor", "dwell_min",
         "short_window", "likelihood_alpha", "warmup", "likelihood_scale", "threshold", "suppress",
         "n", "loc", "scale", "diff_scale", "prev", "lo", "hi", "mean_n", "mean", "mean_lo", "mean_hi",
+        "long_n", "long", "long_lo", "long_hi", "bin", "stay", "longest",
         "raws", "raw_sum", "lik_n", "lik_mean", "lik_var", "cooldown",
     )
 
@@ -120,6 +151,10 @@ class RobustLikelihood(UnivariateDetector):
         range_tolerance: float = 0.01,
         range_z: float = 2.0,
         mean_alpha: float = 0.125,
+        long_alpha: float = 0.0625,
+        dwell_bins: int = 8,
+        dwell_factor: float = 3.0,
+        dwell_min: int = 50,
         short_window: int = 20,
         likelihood_alpha: float = 0.001,
         warmup: int = 600,
@@ -135,6 +170,10 @@ class RobustLikelihood(UnivariateDetector):
         self.range_tolerance = range_tolerance
         self.range_z = range_z
         self.mean_alpha = mean_alpha
+        self.long_alpha = long_alpha
+        self.dwell_bins = dwell_bins
+        self.dwell_factor = dwell_factor
+        self.dwell_min = dwell_min
         self.short_window = short_window
         self.likelihood_alpha = likelihood_alpha
         self.warmup = warmup
@@ -155,6 +194,13 @@ class RobustLikelihood(UnivariateDetector):
         self.mean = 0.0
         self.mean_lo = 0.0
         self.mean_hi = 0.0
+        self.long_n = 0  # values in the longer mean, counted up to max(warmup, 2 / long_alpha)
+        self.long = 0.0
+        self.long_lo = 0.0
+        self.long_hi = 0.0
+        self.bin = -1  # dwell: the bin of the last value, how long the series has stayed in it, and the
+        self.stay = 0  # longest finished stay in each bin
+        self.longest: list[int] = [0] * self.dwell_bins
         # a list, not a deque: a deque's first block alone is ~600 bytes, and every signal of every route has one
         self.raws: list[float] = []
         self.raw_sum = 0.0
@@ -181,7 +227,27 @@ class RobustLikelihood(UnivariateDetector):
             noise = _SQRT_PI_2 * self.diff_scale * math.sqrt(a / (2.0 - a))
             margin = max(self.range_tolerance * (self.mean_hi - self.mean_lo), noise)
             novel = m > self.mean_hi + margin or m < self.mean_lo - margin
+        if not novel and self.long_alpha > 0.0 and self.long_n >= 2.0 / self.long_alpha:
+            a = self.long_alpha
+            m = self.long + a * (x - self.long)
+            # two standard deviations of the longer mean: by one, a chance burst of spikes (whose size the
+            # clipped first differences do not show) sets records of a mean that averages a dozen of them
+            noise = 2.0 * _SQRT_PI_2 * self.diff_scale * math.sqrt(a / (2.0 - a))
+            margin = max(self.range_tolerance * (self.long_hi - self.long_lo), noise)
+            novel = m > self.long_hi + margin or m < self.long_lo - margin
+        if not novel and self.dwell_bins > 0 and self.long_n >= self.warmup:
+            b = self._bin(x)
+            stay = self.stay + 1 if b == self.bin else 1
+            # only the value that first makes the stay too long: once per stay, not on every row after it
+            novel = stay >= self.dwell_min and stay > self.dwell_factor * self.longest[b] \
+                and not (stay - 1 >= self.dwell_min and stay - 1 > self.dwell_factor * self.longest[b])
         return raw, novel
+
+    def _bin(self, x: float) -> int:
+        """Dwell bin of ``x`` in the seen range (before ``x``)."""
+        if self.hi <= self.lo:
+            return 0
+        return max(0, min(self.dwell_bins - 1, int((x - self.lo) / (self.hi - self.lo) * self.dwell_bins)))
 
     def _avg(self, raw: float) -> float:
         """Mean of the short window once ``raw`` is appended."""
@@ -259,6 +325,30 @@ class RobustLikelihood(UnivariateDetector):
         if n == 0:
             self.loc = self.prev = self.lo = self.hi = x
             return
+        # dwell (against the range before x, as _raw judged it); a stay counts once it is over
+        if self.dwell_bins > 0:
+            b = self._bin(x)
+            if len(self.longest) != self.dwell_bins:  # a checkpoint from before has none: start afresh
+                self.longest, self.bin, self.stay = [0] * self.dwell_bins, -1, 0
+            if b == self.bin:
+                self.stay += 1
+            else:
+                if self.bin >= 0:
+                    self.longest[self.bin] = max(self.longest[self.bin], self.stay)
+                self.bin, self.stay = b, 1
+        # longer mean; its range only once its start-up has passed
+        if self.long_alpha > 0.0:
+            if self.long_n == 0:
+                self.long = x
+            else:
+                self.long += self.long_alpha * (x - self.long)
+            if self.long_n >= 2.0 / self.long_alpha:
+                self.long_hi = max(self.long_hi, self.long)
+                self.long_lo = min(self.long_lo, self.long)
+            else:
+                self.long_lo = self.long_hi = self.long
+        start_up = math.ceil(2.0 / self.long_alpha) if self.long_alpha > 0.0 else 0
+        self.long_n = min(self.long_n + 1, max(self.warmup, start_up))  # only "enough yet?" is asked of it
         # hold-off (decided on this value's score, as update() returned it)
         if self.cooldown > 0:
             self.cooldown -= 1
