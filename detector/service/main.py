@@ -57,9 +57,6 @@ def run_service(config: Config, host: str = "0.0.0.0", loader: Callable[[], Conf
             print(f"config error: {err}", file=sys.stderr)
             return 2
     service = Service(config, metrics, health, loader=loader, watch=watch)
-    server = start(config.metrics.port, registry=registry, health=health, host=host,
-                   routes=service.routes_inventory)
-    log.info("metrics and health on port %d", server.port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: checkpointing and leaving the group", signum)
@@ -75,6 +72,11 @@ def run_service(config: Config, host: str = "0.0.0.0", loader: Callable[[], Conf
         signal.signal(signal.SIGINT, on_signal)
         if loader is not None:
             signal.signal(signal.SIGHUP, on_hup)
+    # the handlers are in place before the port is announced: a signal sent on that line is handled (a SIGHUP
+    # before them ended the process: its default action)
+    server = start(config.metrics.port, registry=registry, health=health, host=host,
+                   routes=service.routes_inventory)
+    log.info("metrics and health on port %d", server.port)
     thread = None
     if delivery is not None:
         thread = threading.Thread(target=delivery.run, name="delivery", daemon=True)
