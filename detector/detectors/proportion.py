@@ -118,6 +118,11 @@ class ProportionTest(Stateful):
         how recent the newest of them must be.
     """
 
+    #: No instance dict: a route holds one per error group and tool (its fields in a few machine words).
+    __slots__ = ("alpha", "min_trials", "min_span", "max_span", "min_count", "min_ratio", "min_delta", "half_life",
+                 "prior_rate", "prior_trials", "min_hot", "recent_hot",
+                 "k_sum", "n_sum", "recent", "recent_k", "recent_n", "learned", "was_anomalous", "calm", "onset")
+
     def __init__(
         self,
         alpha: float = 1e-5,
