@@ -688,16 +688,16 @@ class CountTest(Stateful):
                 nbrs.append((None, j))
             else:
                 nbrs.append((None, -1))
-        top_o = max((lv for x, (lv, c) in enumerate(zip(levels, counts, strict=True)) if c >= smin and x != s),
-                    default=None)
+        top_o: float | None = -1.0  # the other slots' top level (-1: not worked out yet)
         edge = _near_weekend_edge(t)
         rl, rf, rs = _rate(self.half_life), _rate(self.fast_half_life), _rate(self.slot_half_life)
         recent, span, shared = self.recent, self.max_span, _QUIET_ENTRIES
         for step in range(k):
             u = t + step * size
             # expected_floor(u)[0]
-            if counts[s] < smin:
-                floor = self._shown(u)
+            if counts[s] < smin:  # _shown(u)
+                running = 0 <= self.run_start <= u - self.min_run_ms and self.gap < RUN_GAP
+                floor = self._shown(u) if running else 0.0
             else:
                 lam = lv_s = levels[s]
                 for lv_i, j in nbrs:
@@ -711,6 +711,9 @@ class CountTest(Stateful):
                         continue
                     if lv < lam:
                         lam = lv
+                if top_o is not None and top_o < 0.0:  # (levels are never negative)
+                    top_o = max((lv for x, (lv, c) in enumerate(zip(levels, counts, strict=True))
+                                 if c >= smin and x != s), default=None)
                 top = lv_s if top_o is None or lv_s > top_o else top_o
                 if (lv_s <= NIGHT_SHARE * top or edge) and others_known:
                     lam = min(lam, levels[other])
