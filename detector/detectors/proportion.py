@@ -692,12 +692,19 @@ class CountTest(Stateful):
         edge = _near_weekend_edge(t)
         rl, rf, rs = _rate(self.half_life), _rate(self.fast_half_life), _rate(self.slot_half_life)
         recent, span, shared = self.recent, self.max_span, _QUIET_ENTRIES
+        # the state a step changes, as locals (written back at the end, and before _shown reads it)
+        last_ts, wsize, gap, since, level, fast, n = (self.last_ts, self.size, self.gap, self.since, self.level,
+                                                      self.fast, self.n)
+        run_start, run_ms = self.run_start, self.min_run_ms
         for step in range(k):
             u = t + step * size
             # expected_floor(u)[0]
             if counts[s] < smin:  # _shown(u)
-                running = 0 <= self.run_start <= u - self.min_run_ms and self.gap < RUN_GAP
-                floor = self._shown(u) if running else 0.0
+                if 0 <= run_start <= u - run_ms and gap < RUN_GAP:  # _running(u)
+                    self.level, self.fast, self.gap = level, fast, gap
+                    floor = self._shown(u)
+                else:
+                    floor = 0.0
             else:
                 lam = lv_s = levels[s]
                 for lv_i, j in nbrs:
@@ -705,7 +712,7 @@ class CountTest(Stateful):
                         lv = lv_i
                     elif j >= 0:
                         lv = levels[j] * min(1.0, lv_s / max(levels[other], 1e-4))
-                    elif not (0 <= self.run_start <= u - self.min_run_ms and self.gap < RUN_GAP):  # _running
+                    elif not (0 <= run_start <= u - run_ms and gap < RUN_GAP):  # _running(u)
                         lv = 0.0
                     else:
                         continue
@@ -728,26 +735,26 @@ class CountTest(Stateful):
             recent.append(entry)
             if len(recent) > span:
                 del recent[0]
-            last = self.last_ts
-            if 0 <= last < u and u - last < self.size:
-                self.size = u - last
-            self.last_ts = u
-            self.gap += 1
-            if self.since < 0:
-                self.since = u
-            n = self.n
+            if 0 <= last_ts < u and u - last_ts < wsize:
+                wsize = u - last_ts
+            last_ts = u
+            gap += 1
+            if since < 0:
+                since = u
             plain = 1.0 / (n + 1)
             a = rl if rl >= plain else plain
-            self.level += a * (0 - self.level)
+            level += a * (0 - level)
             a = rf if rf >= plain else plain
-            self.fast += a * (0 - self.fast)
-            self.n = n + 1
+            fast += a * (0 - fast)
+            n += 1
             sn = counts[s]
             plain = 1.0 / (sn + 1)
             a = rs if rs >= plain else plain
             lv_old = levels[s]
             levels[s] = round(lv_old + a * (0 - lv_old), 4)
             counts[s] = sn + 1
+        self.last_ts, self.size, self.gap, self.since, self.level, self.fast, self.n = (last_ts, wsize, gap, since,
+                                                                                        level, fast, n)
         self._top = None  # worked out again when next needed (a cache of the busiest slot's level)
 
     def _zeros_in_slot(self, t: int, k: int, size: int) -> None:
