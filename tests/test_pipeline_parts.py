@@ -63,7 +63,7 @@ def held(p: Pipeline) -> set[str]:
     assert isinstance(eng, IncidentEngine)
     return (set(p.windower.routes) | set(p.detectors.routes)  # type: ignore[attr-defined]
             | {o.route for o in eng.open.values()} | {k.split("\x1f")[0] for k in eng.heightened}
-            | set(eng.before) | set(eng._before_win) | set(eng._recent) | set(eng.changes._routes))
+            | set(eng.before) | set(eng._recent) | set(eng.changes._routes))
 
 
 def orders(p: Pipeline) -> dict[str, list[str]]:

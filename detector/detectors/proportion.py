@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from scipy.special import betainc, gammaincc
 
-from detector.detectors.base import Stateful, ew_weight
+from detector.detectors.base import Stateful, _rate, ew_weight
 
 __all__ = ["ProportionTest", "CountTest", "Judgement", "binom_sf", "poisson_cdf", "poisson_sf"]
 
@@ -117,6 +117,11 @@ class ProportionTest(Stateful):
         Windows whose own rate clears the effect size that a span needs, and
         how recent the newest of them must be.
     """
+
+    #: No instance dict: a route holds one per error group and tool (its fields in a few machine words).
+    __slots__ = ("alpha", "min_trials", "min_span", "max_span", "min_count", "min_ratio", "min_delta", "half_life",
+                 "prior_rate", "prior_trials", "min_hot", "recent_hot",
+                 "k_sum", "n_sum", "recent", "recent_k", "recent_n", "learned", "was_anomalous", "calm", "onset")
 
     def __init__(
         self,
@@ -653,9 +658,15 @@ class CountTest(Stateful):
         judged = 0
         last = _SKIP
         i = 0
+        fast = self.slots >= 3  # (a slot's neighbours are other slots: see _zeros_kept)
         while i < n:
             t = start + i * size
-            if i == 0 or i >= tail:
+            if fast and 0 < i < n - 1 and i >= tail:  # floors kept, the last window aside: an hour at a time
+                k = min(n - 1 - i, -(-(((t // 3_600_000) + 1) * 3_600_000 - t) // size))
+                judged += k if self.n else k - 1
+                self._zeros_kept(t, k, size)
+                i += k
+            elif i == 0 or i >= tail:
                 # the first window (its step from the last one learned may set the size), and those whose
                 # floors stay in the span: as update(0, t) does it
                 if self.n:
@@ -671,6 +682,108 @@ class CountTest(Stateful):
                 self._zeros_in_slot(t, k, size)
                 i += k
         return last, judged
+
+    def _zeros_kept(self, t: int, k: int, size: int) -> None:
+        """``learn(0, u, 1.0, expected_floor(u)[0])`` for ``k`` windows ``u`` ``size`` apart from ``t``, after
+        the first of a run, all in one slot (one clock hour), whose floors stay in the span: :meth:`expected_floor`
+        and :meth:`learn`'s arithmetic, step by step, with what stays the same through the hour (the slot's
+        neighbours, the weekend's edge, the other slots' top level) worked out once. Needs ``slots >= 3`` (a
+        slot's neighbours and its other kind of day are then other slots: only this slot's level moves).
+
+        >>> a, b = CountTest(), CountTest()
+        >>> for m in range(3000):
+        ...     _ = a.update(int(m % 50 == 0), m * 60_000), b.update(int(m % 50 == 0), m * 60_000)
+        >>> for m in range(3000, 3020):
+        ...     _ = a.learn(0, m * 60_000, 1.0, a.expected_floor(m * 60_000)[0])
+        >>> b._zeros_kept(3000 * 60_000, 20, 60_000)
+        >>> a._top = None
+        >>> a.snapshot() == b.snapshot(), a.recent == b.recent
+        (True, True)
+        """
+        slots, smin, levels, counts = self.slots, self.slot_min, self.slot_level, self.slot_n
+        s = self._slot(t)
+        half = s - s % slots
+        other = (s + slots) % (2 * slots)
+        others_known = counts[other] >= smin
+        # each neighbour: its own level (constant here), the other kind of day's shape scaled by this slot's
+        # level (j), or nothing known (None: 0.0 unless the route is running, then skipped)
+        nbrs: list[tuple[float | None, int]] = []
+        for i in (half + (s - half - 1) % slots, half + (s - half + 1) % slots):
+            j = (i + slots) % (2 * slots)
+            if counts[i] >= smin:
+                nbrs.append((levels[i], -1))
+            elif counts[j] >= smin and others_known:
+                nbrs.append((None, j))
+            else:
+                nbrs.append((None, -1))
+        top_o: float | None = -1.0  # the other slots' top level (-1: not worked out yet)
+        edge = _near_weekend_edge(t)
+        rl, rf, rs = _rate(self.half_life), _rate(self.fast_half_life), _rate(self.slot_half_life)
+        recent, span, shared = self.recent, self.max_span, _QUIET_ENTRIES
+        # the state a step changes, as locals (written back at the end, and before _shown reads it)
+        last_ts, wsize, gap, since, level, fast, n = (self.last_ts, self.size, self.gap, self.since, self.level,
+                                                      self.fast, self.n)
+        run_start, run_ms = self.run_start, self.min_run_ms
+        for step in range(k):
+            u = t + step * size
+            # expected_floor(u)[0]
+            if counts[s] < smin:  # _shown(u)
+                if 0 <= run_start <= u - run_ms and gap < RUN_GAP:  # _running(u)
+                    self.level, self.fast, self.gap = level, fast, gap
+                    floor = self._shown(u)
+                else:
+                    floor = 0.0
+            else:
+                lam = lv_s = levels[s]
+                for lv_i, j in nbrs:
+                    if lv_i is not None:
+                        lv = lv_i
+                    elif j >= 0:
+                        lv = levels[j] * min(1.0, lv_s / max(levels[other], 1e-4))
+                    elif not (0 <= run_start <= u - run_ms and gap < RUN_GAP):  # _running(u)
+                        lv = 0.0
+                    else:
+                        continue
+                    if lv < lam:
+                        lam = lv
+                if top_o is not None and top_o < 0.0:  # (levels are never negative)
+                    top_o = max((lv for x, (lv, c) in enumerate(zip(levels, counts, strict=True))
+                                 if c >= smin and x != s), default=None)
+                top = lv_s if top_o is None or lv_s > top_o else top_o
+                if (lv_s <= NIGHT_SHARE * top or edge) and others_known:
+                    lam = min(lam, levels[other])
+                floor = lam
+            # learn(0, u, 1.0, floor)
+            floor = round(floor, 4)  # (_entry)
+            entry = shared.get((0, floor)) if floor < 1.0 else None
+            if entry is None:
+                entry = [0, floor]
+                if floor < 1.0:
+                    shared[(0, floor)] = entry
+            recent.append(entry)
+            if len(recent) > span:
+                del recent[0]
+            if 0 <= last_ts < u and u - last_ts < wsize:
+                wsize = u - last_ts
+            last_ts = u
+            gap += 1
+            if since < 0:
+                since = u
+            plain = 1.0 / (n + 1)
+            a = rl if rl >= plain else plain
+            level += a * (0 - level)
+            a = rf if rf >= plain else plain
+            fast += a * (0 - fast)
+            n += 1
+            sn = counts[s]
+            plain = 1.0 / (sn + 1)
+            a = rs if rs >= plain else plain
+            lv_old = levels[s]
+            levels[s] = round(lv_old + a * (0 - lv_old), 4)
+            counts[s] = sn + 1
+        self.last_ts, self.size, self.gap, self.since, self.level, self.fast, self.n = (last_ts, wsize, gap, since,
+                                                                                        level, fast, n)
+        self._top = None  # worked out again when next needed (a cache of the busiest slot's level)
 
     def _zeros_in_slot(self, t: int, k: int, size: int) -> None:
         """``learn(0, ...)`` of ``k`` windows ``size`` apart from ``t``, after the first of a run, all in one

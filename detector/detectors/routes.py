@@ -83,7 +83,6 @@ SIGNALS: tuple[_Spec, ...] = (
 
 
 _SPECS = {s.name: s for s in SIGNALS}
-_QUIET_JUDGEMENT = next(iter(QUIET.values()))  # the one judgement every quiet canary signal gets
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
@@ -124,6 +123,9 @@ class _RouteState:
         self.alarms: dict[str, Alarm] = {}
         #: New versions compared side by side with the old ones while both serve.
         self.canary = CanaryWatch()
+        #: signal -> the judgement its firing reports: [observed, baseline, threshold, score, start, end],
+        #: held only while the signal's alarm is on (a firing reads it; an alarm that is off can only turn
+        #: on in a window that judges the signal, which sets it), so a calm route holds none.
         self.last: dict[str, list[float]] = {}
         self.subject: dict[str, str] = {}
         self.pending_latency: QuantileSketch | None = None  # quiet windows' latencies, pooled
@@ -255,16 +257,16 @@ class RouteDetectors:
         st = self._state(run.route)
         vol = st.det("request_volume")
         assert isinstance(vol, CountTest)
-        r, judged = vol.zeros(run.start, run.end, run.size)
-        start, end = float(run.end - run.size), float(run.end)
+        judged = vol.zeros(run.start, run.end, run.size)[1]
+        last = st.last
         if judged:
-            st.last["request_volume"] = [r.observed, r.baseline, r.threshold, r.score, start, end]
             _calm(st.alarm("request_volume"), judged)
-        q = _QUIET_JUDGEMENT
-        entry = [q.observed, q.baseline, q.threshold, q.score, start, end]
+            if last:
+                last.pop("request_volume", None)  # (the alarm is off: see _RouteState.last)
         for name in QUIET:
-            st.last[name] = entry  # one entry for the four (read, never changed in place)
             _calm(st.alarm(name), run.count)
+            if last:
+                last.pop(name, None)
 
     def heighten(self, route: str, until_ms: int) -> None:
         """Watch a route harder until ``until_ms`` (after an incident resolves): no persistence."""
@@ -467,27 +469,26 @@ class RouteDetectors:
         out: list[Firing] = []
         need = 1 if w.end <= st.heightened_until else None
         alarms = st.alarms
-        shared: tuple[Judgement | None, list[float]] = (None, [])
-        entry: list[float] = []
+        last = st.last
         for name in st.order:
             r = results.get(name)
             hit = False
             if r is not None and r.judged:
                 hit = r.anomalous
                 alarm = alarms.get(name) or st.alarm(name)
-                start = w.start
                 det = st.dets.get(name)
-                if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
-                    start = w.start - (det.onset - 1) * (w.end - w.start)
-                if r is not shared[0]:  # the canary signals' quiet judgement is one object: one entry for all
-                    entry = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
-                    if r is _QUIET_JUDGEMENT:
-                        shared = (r, entry)
-                st.last[name] = entry  # (entries are read, never changed in place)
                 # a count test's p-value this small is no one-window fluke: no need to wait for a second
                 sure = r.anomalous and (r.score >= RATE_SURE if isinstance(det, ProportionTest)
                                         else r.score >= OVERWHELMING and isinstance(det, CountTest))
                 on = alarm.step(r.anomalous, 1 if sure else need)
+                if not on:
+                    if last:
+                        last.pop(name, None)  # held only while the alarm is on (see _RouteState.last)
+                    continue
+                start = w.start
+                if r.anomalous and isinstance(det, ProportionTest):  # the span began earlier
+                    start = w.start - (det.onset - 1) * (w.end - w.start)
+                last[name] = [r.observed, r.baseline, r.threshold, r.score, float(start), float(w.end)]
             else:
                 idle = alarms.get(name)
                 if idle is None:  # never judged: no alarm yet

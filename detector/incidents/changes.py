@@ -52,6 +52,7 @@ True
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from operator import add
 from typing import Any
@@ -165,8 +166,9 @@ class _Route:
         self.stamp = 0
         #: key (change kind, or ``tool:<identity>``) -> what is known about it.
         self.kinds: dict[str, _Kind] = {}
-        #: Runs of consecutive healthy windows: [first_start, last_end].
-        self.healthy_spans: list[list[int]] = []
+        #: Runs of consecutive healthy windows, flat: first_start, last_end of each, oldest first (an array of
+        #: machine integers: a quiet route's windows are each a run of their own, TIMELINE_CAP of them).
+        self.healthy_spans: array[int] = array("q")
         self.last_ms = 0
 
     def kind(self, name: str) -> _Kind:
@@ -254,11 +256,12 @@ class ChangeTracker:
                 _cap(k.post)
         if healthy and enough:
             spans = r.healthy_spans
-            if spans and spans[-1][1] >= window.start:
-                spans[-1][1] = window.end
+            if spans and spans[-1] >= window.start:
+                spans[-1] = window.end
             else:
-                spans.append([window.start, window.end])
-                del spans[:-TIMELINE_CAP]
+                spans.extend((window.start, window.end))
+                if len(spans) > 2 * TIMELINE_CAP:
+                    del spans[:-2 * TIMELINE_CAP]
 
     def observe_empty(self, route: str, end: int, count: int) -> None:
         """:meth:`observe` of ``count`` empty windows of a route, the last ending at ``end``, in one step."""
@@ -516,7 +519,7 @@ class ChangeTracker:
         if target is not None and c["kind"] == "tool" and "@" not in target and "@" in str(new):
             target = None  # the events carry the tool's name only: its version comes from the change
         if target is None and c["event_id"] is not None:
-            if old is not None and old != new and any(s[0] < c["at"] for s in r.healthy_spans):
+            if old is not None and old != new and any(first < c["at"] for first in r.healthy_spans[::2]):
                 target = old
         return None if target is None else str(target)
 
@@ -536,7 +539,7 @@ class ChangeTracker:
             "stamp": self._stamp,
             "routes": {
                 name: {"kinds": {kn: k.to_dict() for kn, k in r.kinds.items()},
-                       "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms,
+                       "healthy_spans": _spans(r.healthy_spans), "last_ms": r.last_ms,
                        "stamp": r.stamp}
                 for name, r in self._routes.items()
             },
@@ -548,7 +551,8 @@ class ChangeTracker:
         for name, d in snap.get("routes", {}).items():
             r = _Route()
             r.kinds = {kn: _Kind.from_dict(kd) for kn, kd in list(d.get("kinds", {}).items())[-KEY_CAP:]}
-            r.healthy_spans = [[int(a), int(b)] for a, b in d.get("healthy_spans", [])][-TIMELINE_CAP:]
+            r.healthy_spans = array("q", [int(x) for span in d.get("healthy_spans", [])[-TIMELINE_CAP:]
+                                          for x in span[:2]])
             r.last_ms = int(d.get("last_ms", 0))
             r.stamp = int(d.get("stamp", 0))
             self._routes[name] = r
@@ -562,7 +566,7 @@ class ChangeTracker:
         if r is None:
             return None
         return {"kinds": {kn: k.to_dict() for kn, k in r.kinds.items()},
-                "healthy_spans": [list(s) for s in r.healthy_spans], "last_ms": r.last_ms, "stamp": r.stamp}
+                "healthy_spans": _spans(r.healthy_spans), "last_ms": r.last_ms, "stamp": r.stamp}
 
     def global_state(self) -> dict[str, Any]:
         """Parameters and the stamp counter: what is not per route."""
@@ -590,6 +594,15 @@ def _entry(at: int, kind: str, from_version: str | None, to_version: str | None,
            event_id: str | None) -> dict[str, Any]:
     return {"at": int(at), "kind": kind, "from_version": from_version, "to_version": to_version,
             "event_id": event_id}
+
+
+def _spans(flat: array[int]) -> list[list[int]]:
+    """Healthy spans as a checkpoint holds them: [first_start, last_end] each.
+
+    >>> _spans(array("q", [0, 120_000, 300_000, 360_000]))
+    [[0, 120000], [300000, 360000]]
+    """
+    return [[flat[i], flat[i + 1]] for i in range(0, len(flat) - 1, 2)]
 
 
 def _append(k: _Kind, entry: dict[str, Any]) -> None:

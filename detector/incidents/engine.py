@@ -141,11 +141,12 @@ class IncidentEngine:
         self.persistence = config.detectors.persistence
         self.open: dict[str, _Open] = {}  # key: route \x1f type
         self.heightened: dict[str, int] = {}  # route \x1f type -> until (event ms)
-        # route -> versions of its last healthy window with traffic; the window itself is kept in
-        # ``_before_win`` and read only when an incident opens (or a snapshot is taken)
+        #: route -> versions of its last healthy window with traffic (kind -> the first five, sorted): only
+        #: these, not the window (read only; routes with the same versions share one value)
         self.before: dict[str, dict[str, list[str]]] = {}
-        self._before_win: dict[str, WindowAggregate] = {}
-        #: route -> its last LEAD_WINDOWS closed windows (a list: a deque's first block is ~600 bytes a route)
+        #: route -> its last closed windows, up to LEAD_WINDOWS, that hold errors or reviews, with none
+        #: without them after (the only windows an incident's lead can take: see :meth:`_lead`); a list,
+        #: as a deque's first block is ~600 bytes a route
         self._recent: dict[str, list[WindowAggregate]] = {}
         self.changes = ChangeTracker(max_routes=config.windows.max_routes)  # every route the windower holds
         self.board = board if board is not None else ProviderBoard()
@@ -169,9 +170,9 @@ class IncidentEngine:
         for f in firings:
             by_type.setdefault(f.incident_type, []).append(f)
         healthy = not firings
-        if healthy and w.events:
-            self._before_win[w.route] = w
         self.changes.observe(w, healthy)
+        if healthy and w.events:
+            self.before[w.route] = _shared_versions(w)
         if w.providers:
             self.board.observe(w)
         for itype in sorted(by_type):
@@ -179,9 +180,12 @@ class IncidentEngine:
         ring = self._recent.get(w.route)
         if ring is None:
             ring = self._recent[w.route] = []
-        ring.append(w)
-        if len(ring) > LEAD_WINDOWS:
-            del ring[0]
+        if w.errors or w.reviews:
+            ring.append(w)
+            if len(ring) > LEAD_WINDOWS:
+                del ring[0]
+        elif ring:
+            ring.clear()  # a lead stops at this window: none before it can join an incident
         for key in [k for k, o in self.open.items() if o.route == w.route and o.itype not in by_type]:
             o = self.open[key]
             if w.end - o.last_fire >= self.resolve_ms:
@@ -199,10 +203,9 @@ class IncidentEngine:
         self.changes.observe_empty(run.route, run.end, run.count)
         ring = self._recent.get(run.route)
         if ring is None:
-            ring = self._recent[run.route] = []
-        ring.extend(EmptyRun(run.route, max(run.start, run.end - LEAD_WINDOWS * run.size), run.end,
-                             run.size).windows())
-        del ring[:-LEAD_WINDOWS]
+            self._recent[run.route] = []
+        else:
+            ring.clear()  # empty windows: no lead reaches past them
 
     def on_evict(self, evicted: RouteEvicted) -> list[Incident]:
         rc = self.config.route(evicted.route)
@@ -212,7 +215,6 @@ class IncidentEngine:
         self.changes.forget(evicted.route)
         self.board.forget(evicted.route)
         self.before.pop(evicted.route, None)
-        self._before_win.pop(evicted.route, None)
         self._recent.pop(evicted.route, None)
         return out
 
@@ -286,8 +288,9 @@ class IncidentEngine:
             started = max(0, min(f.window_start - (0 if f.detector == RATE_TEST else held) for f in firings))
             onset = all(f.detector == RATE_TEST for f in firings)
             if error_based or itype in COUNTED_TYPES:
-                # the windows just before, whose errors (or bad reviews) the rate test pooled; never before
-                # a rate test's own onset (a route's usual errors just before it are no part of the excess)
+                # the windows just before, whose errors (or bad reviews) the rate test pooled (a window
+                # without errors or reviews affects none: the ring keeps none before one); never before a
+                # rate test's own onset (a route's usual errors just before it are no part of the excess)
                 for pw in reversed(self._recent.get(w.route, ())):
                     if affected(itype, pw, error_based)[0] <= 0 or (onset and pw.start < started):
                         break
@@ -485,10 +488,7 @@ class IncidentEngine:
         return inc
 
     def _versions_before(self, route: str) -> dict[str, list[str]]:
-        w = self._before_win.get(route)
-        if w is None:
-            return dict(self.before.get(route, {}))
-        return {k: sorted(v)[:5] for k, v in w.versions.items()}
+        return dict(self.before.get(route, {}))
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -496,7 +496,7 @@ class IncidentEngine:
         return {
             "open": copy.deepcopy({k: o.to_dict() for k, o in self.open.items()}),
             "heightened": dict(self.heightened),
-            "before": {r: self._versions_before(r) for r in sorted(set(self.before) | set(self._before_win))},
+            "before": {r: self._versions_before(r) for r in sorted(self.before)},
             "changes": self.changes.snapshot(),
             "recent": {r: [w.to_dict() for w in ring] for r, ring in self._recent.items()},
             "globals": self.global_state(with_resolved=True),
@@ -509,7 +509,6 @@ class IncidentEngine:
         self.open = {k: _Open.from_dict(v) for k, v in snap["open"].items()}
         self.heightened = dict(snap["heightened"])
         self.before = snap["before"]
-        self._before_win = {}
         self.changes = ChangeTracker.from_snapshot(snap["changes"])
         self._recent = {r: [WindowAggregate.from_dict(w) for w in ws[-LEAD_WINDOWS:]]
                         for r, ws in snap.get("recent", {}).items()}
@@ -540,7 +539,7 @@ class IncidentEngine:
         prefix = route + "\x1f"
         opened = [[k, o.to_dict()] for k, o in self.open.items() if o.route == route]
         heightened = {k: v for k, v in self.heightened.items() if k.startswith(prefix)}
-        has_before = route in self.before or route in self._before_win
+        has_before = route in self.before
         ring = self._recent.get(route)
         changes = self.changes.route_state(route)
         providers = self.board.route_state(route)
@@ -559,7 +558,7 @@ class IncidentEngine:
     def restore_parts(self, glob: dict[str, Any], routes: dict[str, dict[str, Any]]) -> None:
         """Load :meth:`global_state` and every route's :meth:`route_state` (a fresh engine)."""
         routes = copy.deepcopy(routes)
-        self.open, self.heightened, self.before, self._before_win, self._recent = {}, {}, {}, {}, {}
+        self.open, self.heightened, self.before, self._recent = {}, {}, {}, {}
         self.restore_global(glob)
         params = {**glob.get("changes", {}).get("params", {}), "max_routes": self.config.windows.max_routes}
         self.changes = ChangeTracker(**params)  # the route cap follows this config (a reload may raise it)
@@ -577,6 +576,32 @@ class IncidentEngine:
                 self._recent[route] = [WindowAggregate.from_dict(w) for w in d["recent"][-LEAD_WINDOWS:]]
         self.changes.restore_parts(glob.get("changes", {}),
                                    {r: d["changes"] for r, d in routes.items() if d["changes"] is not None})
+
+
+#: Versions-before values shared by the routes that hold the same (read only), at most SHARED_CAP of them.
+_SHARED: dict[tuple[tuple[str, tuple[str, ...]], ...], dict[str, list[str]]] = {}
+SHARED_CAP = 4096
+
+
+def _shared_versions(w: WindowAggregate) -> dict[str, list[str]]:
+    """The versions of a window, kind -> the first five sorted (what an incident's ``versions_before`` holds),
+    as one value shared with every route whose last healthy window held the same (never changed in place).
+
+    >>> from detector.events import UsageEvent
+    >>> a, b = WindowAggregate("a", 0, 60_000), WindowAggregate("b", 0, 60_000)
+    >>> for w in (a, b):
+    ...     w.add(UsageEvent(event_id="1", ts=0.0, route=w.route, model="m1", prompt_version="p2"))
+    >>> _shared_versions(a), _shared_versions(a) is _shared_versions(b)
+    ({'prompt': ['p2'], 'model': ['m1']}, True)
+    """
+    value = {k: sorted(v)[:5] for k, v in w.versions.items()}
+    key = tuple((k, tuple(vs)) for k, vs in value.items())
+    held = _SHARED.get(key)
+    if held is None:
+        if len(_SHARED) >= SHARED_CAP:
+            return value
+        held = _SHARED[key] = value
+    return held
 
 
 _STATUS_RANK = {"open": 0, "acknowledged": 1, "contained": 2, "resolved": 3}
