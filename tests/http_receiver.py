@@ -19,6 +19,9 @@ class Got:
     headers: dict[str, str]
     body: bytes
     status: int
+    #: Order of arrival (when the status was taken from the script); ``got`` is kept in this order even when
+    #: two handler threads record their requests the other way round.
+    seq: int = 0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -34,6 +37,7 @@ class Receiver:
         #: When set, requests wait for it before answering (a receiver that hangs).
         self.hold: threading.Event | None = None
         self.arrived = threading.Condition()
+        self._seq = 0
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -63,7 +67,9 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if outer.hold is not None:
                     outer.hold.wait(30)
-                status = outer.plan.popleft() if outer.plan else 202
+                with outer.arrived:  # the script's next status and the arrival order, taken together
+                    status = outer.plan.popleft() if outer.plan else 202
+                    seq = outer._seq = outer._seq + 1
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "2")
@@ -72,7 +78,11 @@ class Receiver:
                 except OSError:  # the client gave up (timed out): it never saw this answer
                     return
                 with outer.arrived:
-                    outer.got.append(Got(self.path, dict(self.headers.items()), body, status))
+                    got = Got(self.path, dict(self.headers.items()), body, status, seq)
+                    at = len(outer.got)
+                    while at and outer.got[at - 1].seq > seq:
+                        at -= 1
+                    outer.got.insert(at, got)
                     outer.arrived.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:

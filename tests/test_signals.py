@@ -21,7 +21,7 @@ from detector.config import Config
 from detector.detectors import routes as routes_module
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
-from detector.detectors.proportion import CountTest, ProportionTest
+from detector.detectors.proportion import CountTest, Judgement, ProportionTest
 from detector.detectors.routes import RouteDetectors
 from detector.detectors.signals import Alarm, LevelShift, core_detector
 from detector.windows.aggregate import WindowAggregate
@@ -343,6 +343,8 @@ def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 
     denied every ``bad_every`` windows: the first window its rate test judged anomalous, the first in which
     it fired, and the rate test's p-value on that first anomalous window."""
     rd = RouteDetectors(Config.model_validate({"detectors": {"persistence": 2}}))
+    judged: list[Judgement | None] = []
+    rd.trace = lambda w, results: judged.append(results.get("errors_access"))
     rng = random.Random(0)
     first_hit = first_on = -1
     p = 1.0
@@ -350,10 +352,10 @@ def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 
         bad = i >= first_bad and (i - first_bad) % bad_every == 0
         w = window(i, rng, requests=requests, errors={"access_denied": denied} if bad else None)
         out = rd.on_window(w)
-        alarm = rd.routes[ROUTE].alarms.get("errors_access")  # made when the signal is first judged
-        if first_hit < 0 and alarm is not None and alarm.hits > 0:
+        r = judged[-1]
+        if first_hit < 0 and r is not None and r.anomalous:
             first_hit = i
-            p = 1.0 - rd.routes[ROUTE].last["errors_access"][3]
+            p = 1.0 - r.score
         if first_on < 0 and any(f.signal == "errors_access" for f in out):
             first_on = i
     return first_hit, first_on, p
