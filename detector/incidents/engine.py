@@ -52,9 +52,9 @@ RESOLVED_MEMORY = 1000
 STOP_CONFIRM_MS = 15 * 60_000
 #: Share of a kind's traffic at which one version carries all of it (the rest is in-flight noise).
 ONE_VERSION = 0.9
-#: Types whose affected requests are specific events (errors, bad reviews).
 #: The detector name of the rate tests' firings (their window_start is the onset of the excess).
 RATE_TEST = "ProportionTest"
+#: Types whose affected requests are specific events (errors, bad reviews).
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
 
