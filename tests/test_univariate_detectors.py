@@ -77,3 +77,18 @@ def test_one_alarm_per_event(cls: type[UnivariateDetector]) -> None:
     """A sustained step raises one alarm, not one per row (each extra alarm is a false positive)."""
     s = _scores(cls, CHANGES["step"](seasonal(2)))
     assert 1 <= int((s[CHANGE : CHANGE + 60] >= DEFAULT_ALARM_THRESHOLD).sum()) <= 1
+
+
+def test_the_hold_off_ends_when_the_event_is_over() -> None:
+    """Two spikes 40 rows apart are two events: the second alarms, though the full hold-off (80) has not
+    passed; with ``release=0`` (the hold-off always runs its full length) it does not."""
+    from detector.detectors.robust_likelihood import RobustLikelihood
+
+    x = seasonal(3)
+    x[CHANGE] += 60.0
+    x[CHANGE + 40] += 60.0
+    for release, alarms in ((10, [CHANGE, CHANGE + 40]), (0, [CHANGE])):
+        det = RobustLikelihood(release=release)
+        s = np.array([det.update(float(v)) for v in x])
+        near = s[DAY : CHANGE + 120] >= DEFAULT_ALARM_THRESHOLD
+        assert [int(i) for i in np.nonzero(near)[0] + DAY] == alarms, release

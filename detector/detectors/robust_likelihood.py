@@ -49,7 +49,10 @@ class RobustLikelihood(UnivariateDetector):
        stuck mid-range), even though it was reached before.
     4. **Hold-off**: after a score reaches ``threshold``, the next
        ``suppress`` scores are capped just below ``threshold`` (one alarm per
-       event instead of one per row).
+       event instead of one per row). The hold-off ends early once
+       ``release`` values in a row have scored below ``threshold``: that
+       event is over, and the next one may alarm at once (a second spike a
+       few dozen rows after the first is a second event).
 
     Parameters
     ----------
@@ -90,6 +93,8 @@ class RobustLikelihood(UnivariateDetector):
         The default alarm threshold; also the level that starts a hold-off.
     suppress
         Hold-off length, in values.
+    release
+        Values in a row below ``threshold`` that end a hold-off early (0: never).
 
     Examples
     --------
@@ -138,7 +143,7 @@ class RobustLikelihood(UnivariateDetector):
         "short_window", "likelihood_alpha", "warmup", "likelihood_scale", "threshold", "suppress",
         "n", "loc", "scale", "diff_scale", "prev", "lo", "hi", "mean_n", "mean", "mean_lo", "mean_hi",
         "long_n", "long", "long_lo", "long_hi", "bin", "stay", "longest",
-        "raws", "raw_sum", "lik_n", "lik_mean", "lik_var", "cooldown",
+        "release", "raws", "raw_sum", "lik_n", "lik_mean", "lik_var", "cooldown", "calm",
     )
 
     def __init__(
@@ -161,6 +166,7 @@ class RobustLikelihood(UnivariateDetector):
         likelihood_scale: float = 14.0,
         threshold: float = 0.5,
         suppress: int = 80,
+        release: int = 10,
     ) -> None:
         self.level_alpha = level_alpha
         self.diff_alpha = diff_alpha
@@ -180,6 +186,7 @@ class RobustLikelihood(UnivariateDetector):
         self.likelihood_scale = likelihood_scale
         self.threshold = threshold
         self.suppress = suppress
+        self.release = release
         super().__init__()
 
     def _reset(self) -> None:
@@ -208,6 +215,7 @@ class RobustLikelihood(UnivariateDetector):
         self.lik_mean = 0.0
         self.lik_var = 0.0
         self.cooldown = 0
+        self.calm = 0  # values in a row below threshold during a hold-off
 
     # -- the computation shared by score_one and learn_one ----------------
     def _raw(self, x: float) -> tuple[float, bool]:
@@ -349,11 +357,15 @@ class RobustLikelihood(UnivariateDetector):
                 self.long_lo = self.long_hi = self.long
         start_up = math.ceil(2.0 / self.long_alpha) if self.long_alpha > 0.0 else 0
         self.long_n = min(self.long_n + 1, max(self.warmup, start_up))  # only "enough yet?" is asked of it
-        # hold-off (decided on this value's score, as update() returned it)
+        # hold-off (decided on this value's score, as update() returned it); it ends early once the event
+        # that started it is over: ``release`` values in a row below threshold
         if self.cooldown > 0:
             self.cooldown -= 1
+            self.calm = self.calm + 1 if score < self.threshold else 0
+            if self.release > 0 and self.calm >= self.release:
+                self.cooldown = 0
         elif score >= self.threshold:
-            self.cooldown = self.suppress
+            self.cooldown, self.calm = self.suppress, 0
         # baselines, clipped so that anomalies do not drag them
         a = max(self.level_alpha, 1.0 / (n + 1))
         da = max(self.diff_alpha, 1.0 / (n + 1))
