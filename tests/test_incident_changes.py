@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from itertools import count
 
-from detector.events import ChangeEvent, ErrorEvent, LatencyEvent, ReviewEvent, UsageEvent
+from detector.events import ChangeEvent, CostEvent, ErrorEvent, LatencyEvent, ReviewEvent, UsageEvent
 from detector.incidents.changes import TIMELINE_CAP, ChangeTracker
 from detector.windows.aggregate import WindowAggregate
 
@@ -193,6 +193,29 @@ def test_latency_concentrated_on_new_model() -> None:
         bad.append(w)
     run(t, [], bad)
     assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == {"kind": "model", "to_version": "m1"}
+
+
+def _priced(w: WindowAggregate, i: int, per_request: dict[str, float], requests: int = 20) -> WindowAggregate:
+    """``w`` with a cost event for each of its ``requests`` requests of each version, at that version's price."""
+    for v in per_request:
+        for k in range(requests):
+            w.add(CostEvent(event_id=f"c{i}{v}{k}", ts=0.0, route="r", prompt_version=v, cost_usd=per_request[v]))
+    return w
+
+
+def test_a_prompt_release_is_not_blamed_for_timeouts_when_its_requests_are_no_longer() -> None:
+    """Performance: timeouts that start just after a prompt release (a provider outage) sit on the new prompt,
+    but its requests cost no more than the old one's, so the prompt did not make them slow: no rollback.
+    The same release whose requests cost 3x as much (a prompt that made every request longer) is blamed."""
+    for price, expected in ((0.002, None), (0.006, {"kind": "prompt", "to_version": "p1"})):
+        t = ChangeTracker()
+        run(t, [_priced(window(i, {"p1": 20}), i, {"p1": 0.002}) for i in range(10)], [])
+        bad = [_priced(window(i, {"p2": 20}, errors={"p2": 8}, change=("prompt", "p1", "p2") if i == 10 else None),
+                       i, {"p2": price}) for i in (10, 11)]
+        run(t, [], bad)
+        assert t.explain("r", "performance", 10 * MIN, bad, LOOKBACK) == expected, price
+        # what the rule leaves alone: the same errors on a bad_output incident still blame the prompt
+        assert t.explain("r", "bad_output", 10 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
 
 
 def test_bad_output_prefers_prompt_over_config() -> None:

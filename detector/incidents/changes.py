@@ -58,7 +58,7 @@ from operator import add
 from typing import Any
 
 from detector.events import CHANGE_KINDS, tool_identity
-from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough, share, worse
+from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough, longer, share, worse
 from detector.windows.aggregate import (
     OTHER,
     V_EVENTS,
@@ -488,6 +488,14 @@ class ChangeTracker:
         new_all = [cur[i] + cur[_N + i] for i in range(_N)]
         old_now = _sum(([st[i] + st[_N + i] for i in range(_N)] for v, st in post.items() if v != new))
         old_before = _sum(st for v, st in base.items() if v != new or bare)
+        if kind == "prompt" and incident_type == "performance":
+            # a prompt slows requests down (or makes them time out) only by making them longer: a new prompt
+            # version whose requests cost no more than the old one's did not cause a slowdown or timeouts on
+            # it (the provider or the model did, e.g. an outage that began just after a prompt release)
+            old = old_now if enough("cost", old_now) and share("cost", old_now, new_all) >= CANARY_SHARE \
+                else old_before
+            if longer(new_all, old) is False:
+                return False
         verdicts: list[bool | None] = []
         for m in TYPE_MEASURES.get(incident_type, ("errors",)):
             # compare with the old version's concurrent traffic only in a real split (a canary); the

@@ -29,7 +29,7 @@ from detector.windows.aggregate import (
     V_REVIEWS,
 )
 
-__all__ = ["TYPE_MEASURES", "CANARY_SHARE", "P_VALUE", "worse", "enough", "share"]
+__all__ = ["TYPE_MEASURES", "CANARY_SHARE", "P_VALUE", "LONGER_RATIO", "worse", "enough", "share", "longer"]
 
 #: The "bad measure" of each incident type, tried in order.
 TYPE_MEASURES: dict[str, tuple[str, ...]] = {
@@ -52,6 +52,8 @@ _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
 CANARY_SHARE = 0.2
 #: One-sided Poisson p-value below which a count of bad events is "clearly more".
 P_VALUE = 0.01
+#: Cost per request a prompt's new version must reach, times the old one's, to have made requests longer.
+LONGER_RATIO = 1.2
 
 
 def _den(name: str, new: list[float], old: list[float]) -> tuple[int, int]:
@@ -89,6 +91,25 @@ def worse(name: str, new: list[float], old: list[float]) -> bool | None:
     if n_new < 3 or n_old < 3 or k_old <= 0:
         return None
     return (k_new / n_new) >= ratio * (k_old / n_old)
+
+
+def longer(new: list[float], old: list[float]) -> bool | None:
+    """Whether requests on ``new`` are longer than on ``old``: a cost per request at least
+    :data:`LONGER_RATIO` times as high (cost follows tokens). None when either side has no cost reported.
+
+    A prompt slows requests down, or makes them time out, only by making them longer (more input
+    to read, more output to write); the provider's and the model's speed are not the prompt's doing.
+
+    >>> old = [40, 40, 0, 0, 0, 0, 0.0, 0.08, 0.0, 0.0]     # 40 requests, $0.002 each
+    >>> longer([20, 20, 0, 0, 0, 0, 0.0, 0.04, 0.0, 0.0], old), longer([20, 20, 0, 0, 0, 0, 0.0, 0.12, 0.0, 0.0], old)
+    (False, True)
+    >>> longer([20, 20, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0], old) is None  # no cost events on the new version
+    True
+    """
+    n_new, n_old = new[V_REQUESTS], old[V_REQUESTS]
+    if n_new < 3 or n_old < 3 or new[V_COST] <= 0 or old[V_COST] <= 0:
+        return None
+    return new[V_COST] / n_new >= LONGER_RATIO * old[V_COST] / n_old
 
 
 def _poisson_sf(k: float, lam: float) -> float:
