@@ -193,6 +193,17 @@ def test_aggregate_fields() -> None:
     assert w.flagged_request_ids == ["q9"]
 
 
+def test_versions_read_mid_window_follow_later_events() -> None:
+    """The per-version sums are cached when read; an event added afterwards, even to a version already seen,
+    is in the next read (a read mid-window once kept the sums of the moment)."""
+    w = WindowAggregate("r", T0, T0 + MIN)
+    w.add(usage("r", T0, 1, model="m1"), T0)
+    assert w.versions["model"]["m1"][:2] == [1, 1]
+    w.add(usage("r", T0, 2, model="m1"), T0)
+    w.add(LatencyEvent(event_id="l", ts=1.0, route="r", latency_ms=250.0, model="m1"), T0)
+    assert w.versions["model"]["m1"][:2] == [3, 2] and w.versions["model"]["m1"][5] == 1
+
+
 def test_aggregate_bounded() -> None:
     """Samples, key counts and version maps stay bounded under heavy traffic."""
     w = WindowAggregate("r", T0, T0 + MIN)

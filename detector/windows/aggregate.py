@@ -243,7 +243,7 @@ class WindowAggregate:
                 st = self.contexts.get(key)
             if st is None:
                 st = self.contexts[key] = [0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
-            self._versions = None
+        self._versions = None  # the sums per version are worked out again when next read
         st[0] += 1
         if requests:
             st[1] += requests
