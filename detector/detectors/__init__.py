@@ -7,7 +7,7 @@ import inspect
 import pkgutil
 from typing import TypeVar
 
-from detector.detectors.base import Stateful
+from detector.detectors.base import Stateful, is_abstract
 
 __all__ = ["detector_classes"]
 
@@ -27,6 +27,6 @@ def detector_classes(kind: type[T]) -> list[type[T]]:
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, kind) and not inspect.isabstract(obj) and obj.__module__ == module.__name__:
+            if issubclass(obj, kind) and not is_abstract(obj) and obj.__module__ == module.__name__:
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     return [found[k] for k in sorted(found)]

@@ -49,33 +49,54 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-__all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight"]
+__all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight", "is_abstract"]
 
 T = TypeVar("T", bound="Stateful")
 
 _REGISTRY: dict[str, type[Stateful]] = {}
 
 
-class Stateful(abc.ABC):
+class Stateful:
     """Constructor arguments as stored parameters; learned state via ``_reset``.
 
     Subclasses assign every constructor argument to an attribute of the same
     name, then call ``super().__init__()``, which calls ``_reset()``.
+
+    Abstract methods are marked with ``abc.abstractmethod`` as usual, and a class that leaves one undefined
+    is abstract (:func:`is_abstract`: never registered, never made), without ``ABCMeta``: every
+    ``isinstance`` against a detector class is then a plain type check. (A class compiled by mypyc
+    shares its base's ABC cache, so one check could poison the answers for another class.)
+
+    >>> class Half(UnivariateDetector):
+    ...     def _reset(self) -> None: ...
+    ...     def learn_one(self, x: float) -> None: ...
+    >>> is_abstract(Half), sorted(Half._abstract)
+    (True, ['score_one'])
+    >>> Half()
+    Traceback (most recent call last):
+    TypeError: Can't instantiate abstract class Half without an implementation for score_one
     """
 
     _registry_name: ClassVar[str]
+    #: The abstract methods the class leaves undefined (worked out for each subclass).
+    _abstract: ClassVar[frozenset[str]] = frozenset({"_reset"})
     #: No instance dict of its own: a subclass that declares ``__slots__`` (the small, numerous ones: an alarm
     #: per signal and route) holds its fields in a few machine words; the others get a dict as usual.
     __slots__ = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not inspect.isabstract(cls):
+        cls._abstract = frozenset(name for name in dir(cls)
+                                  if getattr(getattr(cls, name, None), "__isabstractmethod__", False))
+        if not cls._abstract:
             name = f"{cls.__module__}.{cls.__qualname__}"
             cls._registry_name = name
             _REGISTRY[name] = cls
 
     def __init__(self) -> None:
+        if self._abstract:
+            raise TypeError(f"Can't instantiate abstract class {type(self).__name__} without an implementation "
+                            f"for {', '.join(sorted(self._abstract))}")
         self._reset()
 
     @abc.abstractmethod
@@ -140,6 +161,12 @@ class Stateful(abc.ABC):
             if known is None or k in known:  # a slotted class ignores fields of older versions
                 setattr(obj, k, v)
         return obj
+
+
+def is_abstract(cls: type[Stateful]) -> bool:
+    """Whether ``cls`` leaves an abstract method undefined (the ``inspect.isabstract`` of a class without
+    ``ABCMeta``)."""
+    return bool(cls._abstract)
 
 
 def _defaults(cls: type) -> dict[str, Any]:
