@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from detector.compiled import describe
 from detector.config import load_config
 from detector.replay import read_lines, replay_lines
 
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay()  # warm-up: imports, caches
     t_json, t_replay, ratio = measure(baseline, replay, args.repeat)
     n = len(lines)
-    print(f"events: {n:,}  (medians of {args.repeat} alternating runs, CPU time)")
+    print(f"events: {n:,}  (medians of {args.repeat} alternating runs, CPU time; {describe()})")
     print(f"json.loads loop: {n / t_json:,.0f} events/s")
     print(f"detector replay: {n / t_replay:,.0f} events/s")
     print(f"ratio replay / json.loads: {ratio:.2f} (median of per-pair ratios)")

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from detector.bench_replay import measure
+from detector.compiled import describe
 from detector.config import Config
 
 __all__ = ["main", "quiet_fleet", "memory"]
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from detector.replay import replay_lines
 
+    print(describe())
     print("| routes | events | json.loads | replay | ratio | replay per day of data |")
     print("|---|---|---|---|---|---|")
     for n in sizes:

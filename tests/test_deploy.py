@@ -138,6 +138,7 @@ def test_dockerfile_is_slim_and_non_root() -> None:
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER")]
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert re.search(r"^ENTRYPOINT \[\"detector\"\]", text, re.M)
+    assert re.search(r"^COPY .*\bsetup\.py\b", text, re.M)  # without it the image runs the sources, uncompiled
 
 
 def test_kubernetes_objects_agree() -> None:

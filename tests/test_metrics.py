@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +56,6 @@ EXPECTED = {
 #: The only label names a metric may have.
 ALLOWED_LABELS = {"topic", "partition", "reason", "signal", "cause", "event", "incident_type", "severity", "direction",
                   "command", "result", "le"}
-
-
-@dataclass
-class FullStats(Stats):
-    """Stats with the optional breakdowns ``add_stats_delta`` uses when a pipeline provides them."""
-
-    firings_by_signal: Counter[str] = field(default_factory=Counter)
-    evictions: Counter[str] = field(default_factory=Counter)
 
 
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float:
@@ -204,10 +195,10 @@ def test_labels_never_carry_a_route_or_an_id_even_when_everything_carries_the_ca
     (lambda m: m.observe_command("acknowledged", "applied"), "detector_commands_total",
      {"command": "acknowledge", "result": "applied"}),
     # a signal outside the detector set
-    (lambda m: m.add_stats_delta("t", 0, FullStats(), FullStats(firings=1, firings_by_signal=Counter(made_up=1))),
+    (lambda m: m.add_stats_delta("t", 0, Stats(), Stats(firings=1, firings_by_signal=Counter(made_up=1))),
      "detector_firings_total", {"signal": OTHER}),
     # an eviction cause outside idle/capacity
-    (lambda m: m.add_stats_delta("t", 0, FullStats(), FullStats(routes_evicted=1, evictions=Counter(cosmic=1))),
+    (lambda m: m.add_stats_delta("t", 0, Stats(), Stats(routes_evicted=1, evictions=Counter(cosmic=1))),
      "detector_route_evictions_total", {"cause": OTHER}),
     # evictions without a breakdown
     (lambda m: m.add_stats_delta("t", 0, Stats(), Stats(routes_evicted=2)), "detector_route_evictions_total",
@@ -222,9 +213,9 @@ def test_unknown_label_values_map_to_other(call: Any, metric: str, labels: dict[
 def test_breakdowns_by_signal_and_cause_when_the_stats_provide_them() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
-    before = FullStats(firings=2, firings_by_signal=Counter(latency_p95=2), routes_evicted=1,
+    before = Stats(firings=2, firings_by_signal=Counter(latency_p95=2), routes_evicted=1,
                        evictions=Counter(idle=1))
-    after = FullStats(firings=6, firings_by_signal=Counter(latency_p95=3, errors_tool=2, spend=1), routes_evicted=4,
+    after = Stats(firings=6, firings_by_signal=Counter(latency_p95=3, errors_tool=2, spend=1), routes_evicted=4,
                       evictions=Counter(idle=2, capacity=2))
     m.add_stats_delta("t", 0, before, after)
     assert value(reg, "detector_firings_total", signal="latency_p95") == 1

@@ -39,15 +39,20 @@ Mean(alpha=0.5)
 """
 
 from __future__ import annotations
+import __future__
 
 import abc
+import ast
 import functools
 import inspect
 import math
+import sys
 from collections import deque
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+from detector.compiled import source_path
 
 __all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight", "is_abstract"]
 
@@ -106,7 +111,7 @@ class Stateful:
     # -- parameters -----------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
+        sig = init_signature(cls)
         return [
             p.name
             for p in sig.parameters.values()
@@ -130,7 +135,8 @@ class Stateful:
     def _fields(self) -> dict[str, Any]:
         """Every attribute: the slots of the class and its bases, then the instance dict if it has one."""
         out = {name: getattr(self, name) for cls in reversed(type(self).__mro__)
-               for name in cls.__dict__.get("__slots__", ()) if hasattr(self, name)}
+               for name in (*cls.__dict__.get("__slots__", ()), *cls.__dict__.get("__mypyc_attrs__", ()))
+               if name != "__dict__" and hasattr(self, name)}
         if hasattr(self, "__dict__"):
             out.update(vars(self))
         return out
@@ -159,6 +165,8 @@ class Stateful:
         known = None if hasattr(obj, "__dict__") else set(obj._fields())
         for k, v in decode_state(snap["state"]).items():
             if known is None or k in known:  # a slotted class ignores fields of older versions
+                if v.__class__ is deque and isinstance(getattr(obj, k, None), list):
+                    v = list(v)  # a history checkpointed as a deque (before they were lists); bounded alike
                 setattr(obj, k, v)
         return obj
 
@@ -170,8 +178,54 @@ def is_abstract(cls: type[Stateful]) -> bool:
 
 
 def _defaults(cls: type) -> dict[str, Any]:
-    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    sig = init_signature(cls)
     return {p.name: p.default for p in sig.parameters.values() if p.default is not inspect.Parameter.empty}
+
+
+_SIGNATURES: dict[type, inspect.Signature] = {}
+
+
+def init_signature(cls: type) -> inspect.Signature:
+    """The signature of ``cls.__init__``: its parameters are a detector's parameters.
+
+    A class compiled by mypyc (detector/compiled.py) shows only ``(*args, **kwargs)``; its signature is then
+    read from the source of its ``__init__``: the definition alone, with an empty body, made in the module's
+    namespace (so defaults that name constants have their values).
+
+    >>> from detector.detectors.signals import LevelShift
+    >>> list(init_signature(LevelShift).parameters)[:3]
+    ['self', 'z', 'min_ratio']
+    """
+    sig = _SIGNATURES.get(cls)
+    if sig is None:
+        sig = _SIGNATURES[cls] = _read_signature(cls)
+    return sig
+
+
+def _read_signature(cls: type) -> inspect.Signature:
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    if not any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+        return sig
+    for klass in cls.__mro__:  # the class that defines __init__
+        if "__init__" in klass.__dict__:
+            break
+    module = sys.modules[klass.__module__]
+    try:
+        tree = ast.parse(source_path(klass.__module__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return sig
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                    bare = ast.FunctionDef(name="__init__", args=fn.args, body=[ast.Pass()], decorator_list=[],
+                                           returns=None, type_comment=None)
+                    code = compile(ast.fix_missing_locations(ast.Module(body=[bare], type_ignores=[])),
+                                   "<signature>", "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)
+                    space = dict(vars(module))
+                    exec(code, space)  # only the def: its defaults are evaluated, nothing else runs
+                    return inspect.signature(space["__init__"])
+    return sig
 
 
 @functools.lru_cache(maxsize=64)

@@ -644,7 +644,9 @@ def _last_to(k: _Kind) -> str | None:
 
 
 def _last_healthy(k: _Kind, before_ms: int, skip: set[str]) -> str | None:
-    for version, first, _last in reversed(k.healthy):
+    runs = k.healthy
+    for i in range(len(runs) - 1, -1, -1):  # newest first (an index: mypyc cannot unpack a list of Any)
+        version, first = runs[i][0], runs[i][1]
         if first < before_ms and version not in skip:
             return str(version)
     return None

@@ -58,6 +58,12 @@ RATE_TEST = "ProportionTest"
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
 
+#: The fields of an incident's checkpoint besides its windows and tenants (every attribute of _Open).
+_OPEN_FIELDS = ("route", "itype", "id", "started", "detected", "seq", "status", "severity", "signals",
+                "aff_requests", "route_requests", "magnitude", "stopped", "subject", "rollback", "last_fire",
+                "last_emit", "notified", "recurrence", "error_based", "pending_update", "versions_before", "strong",
+                "cause", "group", "shared", "cause_at")
+
 def incident_id(route: str, incident_type: str, started_ms: int) -> str:
     """Stable id: the same route, type and start always give the same id.
 
@@ -107,7 +113,7 @@ class _Open:
         self.cause_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in vars(self).items() if k not in ("windows", "tenants")}
+        d = {k: getattr(self, k) for k in _OPEN_FIELDS}
         d["windows"] = [w.to_dict() for w in self.windows]
         d["tenants"] = sorted(self.tenants)
         return d
@@ -117,7 +123,8 @@ class _Open:
         o = cls(d["route"], d["itype"], d["started"], d["detected"])
         o.strong = True  # a checkpoint from before weak signals: as it was
         for k, v in d.items():
-            setattr(o, k, v)
+            if k in _OPEN_FIELDS:  # not a field of an older version (a compiled class holds only its own)
+                setattr(o, k, v)
         o.windows = [WindowAggregate.from_dict(w) for w in d["windows"]]
         o.tenants = set(d["tenants"])
         return o

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from math import log as _log
-from types import MappingProxyType
 from typing import Any
 
 from detector.events import (
@@ -32,6 +31,7 @@ from detector.events import (
     TelemetryEvent,
     UsageEvent,
 )
+from detector.windows.readonly import ReadOnlyDict, ReadOnlyList, ReadOnlySet
 from detector.windows.sketch import QuantileSketch
 
 __all__ = ["WindowAggregate", "VersionStats", "VERSION_KINDS", "V_EVENTS", "V_REQUESTS", "V_ERRORS",
@@ -62,16 +62,32 @@ BAD_OUTCOMES = frozenset(("rejected", "escalated"))
 AVAILABILITY = frozenset(("timeout", "rate_limited", "provider_error"))
 
 
-#: The shared read-only containers of windows closed with no events (see WindowAggregate.closed_empty);
-#: typed as the mutable ones they stand for: nothing changes a closed window's containers.
-_NO_DICT: dict[Any, Any] = MappingProxyType({})  # type: ignore[assignment]
-_NO_LIST: list[Any] = ()  # type: ignore[assignment]
-_NO_SET: set[Any] = frozenset()  # type: ignore[assignment]
+#: The containers every window closed with no events shares (see WindowAggregate.closed_empty).
+_NO_DICT: dict[Any, Any] = ReadOnlyDict()
+_NO_LIST: list[Any] = ReadOnlyList()
+_NO_SET: set[Any] = ReadOnlySet()
 _NO_SKETCH = QuantileSketch()
 
 
 class WindowAggregate:
     """Accumulates one route's events in ``[start, end)`` (epoch ms)."""
+
+    errors: dict[str, int]
+    errors_by_tool: dict[str, int]
+    tool_errors: dict[str, int]
+    reviews: dict[str, int]
+    tenants: set[str]
+    tenants_by_cause: dict[str, set[str]]
+    trace_counts: dict[str, int]
+    request_counts: dict[str, int]
+    contexts: dict[tuple[str | None, ...], VersionStats]
+    _versions: dict[str, dict[str, VersionStats]] | None
+    request_ids: list[str]
+    trace_ids: list[str]
+    flagged_request_ids: list[str]
+    flagged_trace_ids: list[str]
+    changes: list[dict[str, Any]]
+    providers: dict[str, list[int]]
 
     @classmethod
     def closed_empty(cls, route: str, start: int, end: int) -> WindowAggregate:
@@ -83,60 +99,58 @@ class WindowAggregate:
         >>> e == WindowAggregate("r", 0, 60_000), e.requests, e.versions, e.top_key()
         (True, 0, {}, None)
         """
-        w = cls.__new__(cls)
-        # the attributes in __init__'s order: the instance then shares its dict's keys with every other
-        w.route = route
-        w.start = start
-        w.end = end
-        w.events = w.requests = w.input_tokens = w.output_tokens = w.retries = 0
-        w.errors = w.errors_by_tool = w.tool_errors = _NO_DICT
-        w.latency = _NO_SKETCH
-        w.cost_usd = 0.0
-        w.cost_events = 0
-        w.reviews = _NO_DICT
-        w.tenants = _NO_SET
-        w.tenants_by_cause = _NO_DICT
-        w._affected = 0
-        w.trace_counts = w.request_counts = w.contexts = _NO_DICT
-        w._versions = None
-        w.request_ids = w.trace_ids = w.flagged_request_ids = w.flagged_trace_ids = w.changes = _NO_LIST
-        w.providers = _NO_DICT
-        w.partial = False
-        return w
+        return cls(route, start, end, True)
 
-    def __init__(self, route: str, start: int, end: int):
+    def __init__(self, route: str, start: int, end: int, closed_empty: bool = False):
         self.route = route
         self.start = start
         self.end = end
+        if closed_empty:  # the attributes in the order below: pure Python then shares the dict's keys
+            self.events = self.requests = self.input_tokens = self.output_tokens = self.retries = 0
+            self.errors = self.errors_by_tool = self.tool_errors = _NO_DICT
+            self.latency = _NO_SKETCH
+            self.cost_usd = 0.0
+            self.cost_events = 0
+            self.reviews = _NO_DICT
+            self.tenants = _NO_SET
+            self.tenants_by_cause = _NO_DICT
+            self._affected = 0
+            self.trace_counts = self.request_counts = self.contexts = _NO_DICT
+            self._versions = None
+            self.request_ids = self.trace_ids = self.flagged_request_ids = self.flagged_trace_ids = _NO_LIST
+            self.changes = _NO_LIST
+            self.providers = _NO_DICT
+            self.partial = False
+            return
         self.events = 0
         self.requests = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.retries = 0
-        self.errors: dict[str, int] = {}
-        self.errors_by_tool: dict[str, int] = {}
-        self.tool_errors: dict[str, int] = {}  # tool_error events by tool
+        self.errors = {}
+        self.errors_by_tool = {}
+        self.tool_errors = {}  # tool_error events by tool
         self.latency = QuantileSketch()
         self.cost_usd = 0.0
         self.cost_events = 0
-        self.reviews: dict[str, int] = {}
-        self.tenants: set[str] = set()
+        self.reviews = {}
+        self.tenants = set()
         #: error class (or "bad_review") -> tenants it hit; at most SET_CAP tenants in all
-        self.tenants_by_cause: dict[str, set[str]] = {}
+        self.tenants_by_cause = {}
         self._affected = 0
-        self.trace_counts: dict[str, int] = {}
-        self.request_counts: dict[str, int] = {}
+        self.trace_counts = {}
+        self.request_counts = {}
         #: (prompt, model, config, source_index, tool) -> counters; ``versions`` is derived from it.
-        self.contexts: dict[tuple[str | None, ...], VersionStats] = {}
-        self._versions: dict[str, dict[str, VersionStats]] | None = None
-        self.request_ids: list[str] = []
-        self.trace_ids: list[str] = []
-        self.flagged_request_ids: list[str] = []
-        self.flagged_trace_ids: list[str] = []
-        self.changes: list[dict[str, Any]] = []
+        self.contexts = {}
+        self._versions = None
+        self.request_ids = []
+        self.trace_ids = []
+        self.flagged_request_ids = []
+        self.flagged_trace_ids = []
+        self.changes = []
         #: provider -> [requests, availability errors (timeout, rate_limited, provider_error)]: what
         #: tells a provider failing on many routes at once from one route's own fault
-        self.providers: dict[str, list[int]] = {}
+        self.providers = {}
         #: Closed before the watermark passed it (the end of a replay): it may lack events, so its volume
         #: and totals are not judged. Never checkpointed (only a replay's flush makes one).
         self.partial = False
