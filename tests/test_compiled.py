@@ -12,6 +12,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,19 @@ from detector.scenarios.fleet_generate import generate_fleet
 COMPILED = compiled.active()
 needs_build = pytest.mark.skipif(not COMPILED, reason="the compiled build is not installed here (pure Python): "
                                                       "pip install -e . with a C compiler builds it")
+
+
+def test_the_install_compiled_where_a_compiler_is_present() -> None:
+    """A build that fell back to pure Python (mypyc refused the code, or could not see a dependency's types)
+    says so only in pip's log: this makes it a failure wherever a C compiler is present."""
+    if os.environ.get(compiled.PURE_ENV):
+        pytest.skip(f"{compiled.PURE_ENV} is set")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: the sources run")
+    record = Path(compiled.__file__).parent / compiled.RECORD
+    if record.exists() and not compiled.fresh():
+        pytest.skip("a compiled module's source changed since the build: the sources run until pip install -e .")
+    assert COMPILED, "pip install -e . ran without compiling: its log (pip -v) has setup.py's reason"
 
 
 @pytest.mark.parametrize("module", compiled.MODULES)
