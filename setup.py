@@ -34,10 +34,7 @@ if not os.environ.get(plan["PURE_ENV"]):
         with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as cfg:
             cfg.write("[mypy]\nplugins = pydantic.mypy\nignore_missing_imports = True\n")
         try:
-            # one C file per module, compiled in parallel (build_ext's option below): 1.2 min instead of 2.7 on
-            # two cores, and no slower to run (fleet seed 301 replayed alternately: 11.3-13.4 s either way)
-            ext_modules = mypycify(["--config-file", cfg.name, *files], opt_level="3", group_name=plan["GROUP"],
-                                   multi_file=True)
+            ext_modules = mypycify(["--config-file", cfg.name, *files], opt_level="3", group_name=plan["GROUP"])
         except (Exception, SystemExit) as err:  # mypyc refused the code (it exits on a type error)
             print(f"setup.py: not compiled, the sources will run (mypyc: {err!r})", file=sys.stderr)
             ext_modules = []
@@ -48,4 +45,4 @@ if not os.environ.get(plan["PURE_ENV"]):
         if ext_modules:
             record.write_text(json.dumps(plan["digests"](), indent=1, sort_keys=True) + "\n")
 
-setup(ext_modules=ext_modules, options={"build_ext": {"parallel": os.cpu_count() or 1}})
+setup(ext_modules=ext_modules)
