@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +59,27 @@ def test_otlp_proto_never_raises(raw: bytes) -> None:
 def test_litellm_never_raises(doc: Any) -> None:
     out = LiteLLMTranslator().translate(json.dumps(doc).encode())
     assert out.rejection is not None or isinstance(out.events, list)
+
+
+@pytest.mark.parametrize("field", ["startTimeUnixNano", "endTimeUnixNano"])
+def test_otlp_json_infinite_times_are_rejected_not_raised(field: str) -> None:
+    """json.loads accepts ``Infinity``; a span timed at infinity is a bad span, never an exception (CI found it)."""
+    raw = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "ab", "%s": Infinity}]}]}]}' % field.encode()
+    out = Translator("otlp_json").translate(raw)
+    assert out.events == []
+
+
+def test_otlp_json_infinite_numbers_in_attributes_are_dropped() -> None:
+    """An infinite token count or status code is dropped from the span's events; the span still counts."""
+    attrs = [{"key": "service.name", "value": {"stringValue": "r"}},
+             {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+             {"key": "gen_ai.usage.input_tokens", "value": {"doubleValue": float("inf")}},
+             {"key": "error.type", "value": {"stringValue": "boom"}},
+             {"key": "http.response.status_code", "value": {"doubleValue": float("inf")}}]
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "ab", "spanId": "cd", "startTimeUnixNano": "1767225600000000000",
+        "endTimeUnixNano": "1767225601000000000", "attributes": attrs}]}]}]}
+    out = Translator("otlp_json").translate(json.dumps(doc).encode())
+    by_type = {e["type"]: e for e in out.events}
+    assert by_type["usage"]["input_tokens"] == 0
+    assert "status_code" not in by_type["error"]

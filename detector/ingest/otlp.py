@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -176,7 +177,7 @@ def spans_from_json(raw: bytes) -> list[Span] | Rejection:
                     continue
                 try:
                     start, end = int(sp.get("startTimeUnixNano", 0)), int(sp.get("endTimeUnixNano", 0))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # Infinity is valid to json.loads
                     start = end = -1
                 code = sp["status"].get("code", 0) if isinstance(sp.get("status"), dict) else 0
                 status = 2 if code in (2, "STATUS_CODE_ERROR") else 1 if code in (1, "STATUS_CODE_OK") else 0
@@ -229,7 +230,7 @@ def _get(attrs: Mapping[str, Any], name: str) -> Any:
 def _int(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float) and v == v:
+    if isinstance(v, int | float) and math.isfinite(v):
         return int(v)
     if isinstance(v, str) and v.isdigit():
         return int(v)
