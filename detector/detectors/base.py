@@ -43,7 +43,6 @@ import __future__
 
 import abc
 import ast
-import functools
 import inspect
 import math
 import sys
@@ -53,6 +52,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from detector.compiled import source_path
+from detector.detectors.weights import ew_weight
 
 __all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight", "is_abstract"]
 
@@ -226,21 +226,6 @@ def _read_signature(cls: type) -> inspect.Signature:
                     exec(code, space)  # only the def: its defaults are evaluated, nothing else runs
                     return inspect.signature(space["__init__"])
     return sig
-
-
-@functools.lru_cache(maxsize=64)
-def _rate(half_life: float) -> float:
-    return float(1.0 - 0.5 ** (1.0 / half_life))
-
-
-def ew_weight(half_life: float, n: int) -> float:
-    """Weight of the next value in an exponential average with this half-life (in steps), after ``n``
-    values: a plain average until the exponential weight takes over, so early values cannot linger.
-
-    >>> ew_weight(1.0, 0), ew_weight(1.0, 5), round(ew_weight(100.0, 1000), 5)
-    (1.0, 0.5, 0.00691)
-    """
-    return max(_rate(half_life), 1.0 / (n + 1))
 
 
 class UnivariateDetector(Stateful):

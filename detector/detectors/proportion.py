@@ -22,11 +22,12 @@ import math
 import operator
 from collections.abc import Sequence
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any, final
 
 from scipy.special import betainc, gammaincc
 
-from detector.detectors.base import Stateful, _rate, ew_weight
+from detector.detectors.base import Stateful
+from detector.detectors.weights import ew_rate, ew_weight
 
 __all__ = ["ProportionTest", "CountTest", "Judgement", "binom_sf", "poisson_cdf", "poisson_sf"]
 
@@ -60,15 +61,41 @@ def poisson_sf(k: int, lam: float) -> float:
     return 1.0 - poisson_cdf(k - 1, lam)
 
 
-class Judgement(NamedTuple):
-    """One evaluation: observed vs baseline, the critical value, a score in [0, 1] (a tuple: cheap to make)."""
+@final
+class Judgement:
+    """One evaluation: observed vs baseline, the critical value, a score in [0, 1]. A plain class: compiled, it
+    is made by a direct call (a NamedTuple is made through a Python-level ``__new__``; a route's window makes
+    a dozen of them). Compared field by field, as the tuple it was.
 
-    anomalous: bool
-    observed: float
-    baseline: float
-    threshold: float
-    score: float
-    judged: bool = True
+    >>> Judgement(True, 3.0, 1.0, 2.0, 0.99)
+    Judgement(anomalous=True, observed=3.0, baseline=1.0, threshold=2.0, score=0.99, judged=True)
+    >>> Judgement(False, 1.0, 1.0, 2.0, 0.0) == Judgement(False, 1.0, 1.0, 2.0, 0.0, judged=True)
+    True
+    """
+
+    __slots__ = ("anomalous", "observed", "baseline", "threshold", "score", "judged")
+
+    def __init__(self, anomalous: bool, observed: float, baseline: float, threshold: float, score: float,
+                 judged: bool = True) -> None:
+        self.anomalous = anomalous
+        self.observed = observed
+        self.baseline = baseline
+        self.threshold = threshold
+        self.score = score
+        self.judged = judged
+
+    def _key(self) -> tuple[bool, float, float, float, float, bool]:
+        return self.anomalous, self.observed, self.baseline, self.threshold, self.score, self.judged
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or isinstance(other, Judgement) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Judgement(anomalous={self.anomalous!r}, observed={self.observed!r}, baseline={self.baseline!r}, "
+                f"threshold={self.threshold!r}, score={self.score!r}, judged={self.judged!r})")
 
 
 _FLOOR = operator.itemgetter(1)
@@ -718,7 +745,7 @@ class CountTest(Stateful):
                 nbrs.append((None, -1))
         top_o: float | None = -1.0  # the other slots' top level (-1: not worked out yet)
         edge = _near_weekend_edge(t)
-        rl, rf, rs = _rate(self.half_life), _rate(self.fast_half_life), _rate(self.slot_half_life)
+        rl, rf, rs = ew_rate(self.half_life), ew_rate(self.fast_half_life), ew_rate(self.slot_half_life)
         recent, span, shared = self.recent, self.max_span, _QUIET_ENTRIES
         # the state a step changes, as locals (written back at the end, and before _shown reads it)
         last_ts, wsize, gap, since, level, fast, n = (self.last_ts, self.size, self.gap, self.since, self.level,

@@ -245,10 +245,10 @@ class RouteDetectors:
         if st is None:
             return False
         vol = st.dets.get("request_volume")
-        if not isinstance(vol, CountTest) or not vol.silent() or st.canary.active or "slo_burn_rate" in st.dets \
-                or "guardrail_spend" in st.dets:
+        if not isinstance(vol, CountTest) or st.canary.active or "slo_burn_rate" in st.dets \
+                or "guardrail_spend" in st.dets or any(a.firing for a in st.alarms.values()):
             return False
-        return not any(a.firing for a in st.alarms.values())
+        return vol.silent()  # the costly test last
 
     def on_empty_run(self, run: EmptyRun) -> None:
         """:meth:`on_window` of each empty window of a :meth:`quiet` route, in one step: the volume test

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
-from operator import add
 from typing import Any
 
 from detector.events import CHANGE_KINDS, tool_identity
@@ -151,7 +150,7 @@ class _Kind:
         k.seen = {str(v): int(t) for v, t in d.get("seen", {}).items()}
         k.dominant = d.get("dominant")
         k.epoch = int(d.get("epoch", 0))
-        k.post = {str(v): [float(x) for x in s][: 2 * _N] for v, s in d.get("post", {}).items()}
+        k.post = {str(v): ([float(x) for x in s] + [0.0] * (2 * _N))[: 2 * _N] for v, s in d.get("post", {}).items()}
         k.base = {str(v): [float(x) for x in s][:_N] for v, s in d.get("base", {}).items()}
         _cap(k.post)
         _cap(k.base)
@@ -221,39 +220,15 @@ class ChangeTracker:
             self._explicit(r, ch, rotated)
         enough = window.events >= self.min_events
         off = 0 if healthy else _N
-        for kind in sorted(window.versions):
-            for key, per in sorted(_split(kind, window.versions[kind]).items()):
-                k = r.kind(key)
-                had_history = bool(k.seen)
-                # reviews arrive minutes late carrying the versions of the request they judge:
-                # only traffic (usage, latency, cost, error events) shows which version is live
-                traffic = {v: st[V_EVENTS] - st[V_REVIEWS] for v, st in per.items()}
-                total = sum(traffic.values())
-                for v in sorted(per, key=lambda v: (-traffic[v], v)):
-                    if v == OTHER or traffic[v] <= 0:
-                        continue
-                    if v not in k.seen and had_history and _last_to(k) != v:
-                        _append(k, _entry(window.start, kind, k.dominant, v, None))
-                        _rotate_once(k, key, window.start, rotated)
-                    k.seen[v] = window.end
-                if len(k.seen) > SEEN_CAP:
-                    oldest = sorted(k.seen.items(), key=lambda kv: (kv[1], kv[0]))
-                    for v, _ in oldest[: len(k.seen) - SEEN_CAP]:
-                        del k.seen[v]
-                dom = _dominant_traffic(traffic) if total >= self.min_events else None
-                if dom is not None:
-                    if k.dominant is not None and dom != k.dominant and _last_to(k) != dom \
-                            and not _splitting(k, dom):
-                        _append(k, _entry(window.start, kind, k.dominant, dom, None))
-                        _rotate_once(k, key, window.start, rotated)
-                    k.dominant = dom
-                    if healthy and enough:
-                        _extend(k.healthy, dom, window.start, window.end)
-                for v, st in per.items():
-                    if v != OTHER:
-                        acc = k.post.setdefault(v, [0.0] * (2 * _N))
-                        acc[off:off + _N] = map(add, acc[off:off + _N], st)
-                _cap(k.post)
+        versions = window.versions
+        for kind in sorted(versions):
+            per_kind = versions[kind]
+            if kind != "tool":  # one tracking key: the kind (no split to make)
+                if per_kind:
+                    self._observe_key(r, kind, kind, per_kind, window, healthy and enough, off, rotated)
+                continue
+            for key, per in sorted(_split(kind, per_kind).items()):
+                self._observe_key(r, kind, key, per, window, healthy and enough, off, rotated)
         if healthy and enough:
             spans = r.healthy_spans
             if spans and spans[-1] >= window.start:
@@ -262,6 +237,45 @@ class ChangeTracker:
                 spans.extend((window.start, window.end))
                 if len(spans) > 2 * TIMELINE_CAP:
                     del spans[:-2 * TIMELINE_CAP]
+
+    def _observe_key(self, r: _Route, kind: str, key: str, per: _Stats, window: WindowAggregate, good: bool,
+                     off: int, rotated: set[str]) -> None:
+        """:meth:`observe` of one tracking key's versions in a window (``good``: healthy, with enough events)."""
+        k = r.kind(key)
+        had_history = bool(k.seen)
+        # reviews arrive minutes late carrying the versions of the request they judge:
+        # only traffic (usage, latency, cost, error events) shows which version is live
+        traffic = {v: st[V_EVENTS] - st[V_REVIEWS] for v, st in per.items()}
+        total = sum(traffic.values())
+        for v in (traffic if len(traffic) == 1 else sorted(traffic, key=lambda v: (-traffic[v], v))):
+            if v == OTHER or traffic[v] <= 0:
+                continue
+            if v not in k.seen and had_history and _last_to(k) != v:
+                _append(k, _entry(window.start, kind, k.dominant, v, None))
+                _rotate_once(k, key, window.start, rotated)
+            k.seen[v] = window.end
+        if len(k.seen) > SEEN_CAP:
+            oldest = sorted(k.seen.items(), key=lambda kv: (kv[1], kv[0]))
+            for v, _ in oldest[: len(k.seen) - SEEN_CAP]:
+                del k.seen[v]
+        dom = _dominant_traffic(traffic) if total >= self.min_events else None
+        if dom is not None:
+            if k.dominant is not None and dom != k.dominant and _last_to(k) != dom \
+                    and not _splitting(k, dom):
+                _append(k, _entry(window.start, kind, k.dominant, dom, None))
+                _rotate_once(k, key, window.start, rotated)
+            k.dominant = dom
+            if good:
+                _extend(k.healthy, dom, window.start, window.end)
+        post = k.post
+        for v, st in per.items():
+            if v != OTHER:
+                acc = post.get(v)
+                if acc is None:
+                    acc = post[v] = [0.0] * (2 * _N)
+                for i in range(_N):
+                    acc[off + i] += st[i]
+        _cap(post)
 
     def observe_empty(self, route: str, end: int, count: int) -> None:
         """:meth:`observe` of ``count`` empty windows of a route, the last ending at ``end``, in one step."""
@@ -695,6 +709,9 @@ def _cap(stats: _Stats) -> None:
 
 def _dominant_traffic(traffic: dict[str, float]) -> str | None:
     """The version holding at least half of the kind's traffic events (None if none does)."""
+    if len(traffic) == 1:  # the common case: one version in the window
+        for only, t in traffic.items():
+            return only if only != OTHER and t > 0 else None
     total = sum(traffic.values())
     if total <= 0:
         return None

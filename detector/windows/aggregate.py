@@ -18,7 +18,6 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from math import log as _log
 from typing import Any
 
@@ -40,6 +39,8 @@ __all__ = ["WindowAggregate", "VersionStats", "VERSION_KINDS", "V_EVENTS", "V_RE
 #: Version kinds tracked from the context fields of every event.
 VERSION_KINDS = (("prompt", "prompt_version"), ("model", "model"), ("config", "config_version"),
                  ("source_index", "source_index"), ("tool", "tool"))
+#: The kind names alone, in the order of a context key's fields.
+_KIND_NAMES: tuple[str, ...] = tuple(kind for kind, _ in VERSION_KINDS)
 # Index of each counter in a version's stats list.
 V_EVENTS, V_REQUESTS, V_ERRORS, V_REVIEWS, V_BAD_REVIEWS, V_LAT_N, V_LAT_SUM, V_COST, V_LOG_SUM, V_LOG_SQ = range(10)
 N_STATS = 10
@@ -159,7 +160,20 @@ class WindowAggregate:
     def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:
         """Add one event of this route and window."""
         self.events += 1
-        ADDERS[type(ev)](self, ev, ts_ms)
+        # a chain of type tests, the commonest first: compiled, each adder is then a direct call (through a
+        # dict of methods it would be a Python-level call of a compiled function, its arguments parsed each time)
+        if isinstance(ev, UsageEvent):
+            self._add_usage(ev, ts_ms)
+        elif isinstance(ev, LatencyEvent):
+            self._add_latency(ev, ts_ms)
+        elif isinstance(ev, CostEvent):
+            self._add_cost(ev, ts_ms)
+        elif isinstance(ev, ErrorEvent):
+            self._add_error(ev, ts_ms)
+        elif isinstance(ev, ReviewEvent):
+            self._add_review(ev, ts_ms)
+        else:
+            self._add_change(ev, ts_ms)
 
     def _add_usage(self, ev: UsageEvent, ts_ms: int | None) -> None:
         requests = ev.requests
@@ -287,9 +301,11 @@ class WindowAggregate:
             return self._versions
         out: dict[str, dict[str, VersionStats]] = {}
         for key, st in self.contexts.items():
-            for (vkind, _), version in zip(VERSION_KINDS, key, strict=True):
+            for i in range(len(key)):  # (an index: zip's strict keyword costs a generic call when compiled)
+                version = key[i]
                 if version is None:
                     continue
+                vkind = _KIND_NAMES[i]
                 per = out.setdefault(vkind, {})
                 acc = per.get(version)
                 if acc is None:
@@ -298,8 +314,8 @@ class WindowAggregate:
                         acc = per.get(version)
                     if acc is None:
                         acc = per[version] = [0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0]
-                for i, v in enumerate(st):
-                    acc[i] += v
+                for j, v in enumerate(st):
+                    acc[j] += v
         self._versions = out
         return out
 
@@ -428,15 +444,6 @@ _PLAIN = ("route", "start", "end", "events", "requests", "input_tokens", "output
           "request_ids", "trace_ids", "flagged_request_ids", "flagged_trace_ids", "changes")
 
 
-#: Event type -> the WindowAggregate method that adds it (the windower calls these directly).
-ADDERS: dict[type, Callable[[WindowAggregate, Any, int | None], None]] = {
-    UsageEvent: WindowAggregate._add_usage,
-    LatencyEvent: WindowAggregate._add_latency,
-    CostEvent: WindowAggregate._add_cost,
-    ErrorEvent: WindowAggregate._add_error,
-    ReviewEvent: WindowAggregate._add_review,
-    ChangeEvent: WindowAggregate._add_change,
-}
 
 
 def _count_or_other(counts: dict[str, int], key: str) -> None:

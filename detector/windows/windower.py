@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 from detector.config import WindowsConfig
 from detector.events import TelemetryEvent
-from detector.windows.aggregate import ADDERS, WindowAggregate
+from detector.windows.aggregate import WindowAggregate
 
 __all__ = ["Windower", "RouteEvicted", "EmptyRun", "VOTES", "MIN_VOTES", "first_stream_time"]
 
@@ -315,8 +315,7 @@ class Windower:
             agg = r.open[start] = WindowAggregate(ev.route, start, start + size)
             if start < r.next_start:  # an in-time event before the route's first window
                 r.next_start = start
-        agg.events += 1  # WindowAggregate.add, inlined on the hot path
-        ADDERS[type(ev)](agg, ev, ts_ms)
+        agg.add(ev, ts_ms)
 
     def _evict_lru(self, keep: str) -> None:
         """Evict a tenth of the routes (one sort serves many new routes): the routes with the least history
