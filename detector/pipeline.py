@@ -312,8 +312,6 @@ class Pipeline:
         self.stats = Stats()
         self._next_close: int | None = None
         self._heightened_ms = config.incidents.heightened_s * 1000
-        self._decode = self.decoder.decode
-        self._seen = self.dedup.seen
         #: Routes whose state changed since :meth:`take_dirty` (the service checkpoints only those).
         self._dirty: set[str] = set()
         #: Where the message being processed came from (set by the service: an object with ``offset`` and
@@ -359,14 +357,16 @@ class Pipeline:
         Stream time needs MIN_VOTES events: the first ones wait (in order) until they are there, and are
         then checked against it like any other, so an absurd timestamp among them is rejected too."""
         out: list[Incident] = []
-        stats, win, decode, seen, reject = self.stats, self.windower, self._decode, self._seen, self._reject
-        add, lateness, future, skew = win.add, win.lateness_ms, win.max_future_ms, win.max_skew_ms
+        # the decoder, duplicate filter and windower are called as typed objects, not through bound methods:
+        # compiled, those are direct calls (a bound method is a Python-level call, its arguments parsed)
+        stats, win, decoder, dedup, reject = self.stats, self.windower, self.decoder, self.dedup, self._reject
+        lateness, future, skew = win.lateness_ms, win.max_future_ms, win.max_skew_ms
         read = accepted = duplicates = 0
         dirty = self._dirty.add
         held = self._held
         for raw in raws:
             read += 1
-            res = decode(raw)
+            res = decoder.decode(raw)
             if res.__class__ is not Decoded:
                 reject(raw, res)  # type: ignore[arg-type]  # not Decoded: a Rejection
                 continue
@@ -386,7 +386,7 @@ class Pipeline:
                 reject(raw, Rejection("late", "$.ts: its window is already closed"))
                 continue
             ev = res.event
-            if seen(ev.event_id):
+            if dedup.seen(ev.event_id):
                 duplicates += 1
                 continue
             accepted += 1
@@ -394,7 +394,7 @@ class Pipeline:
                 self._held_against += 1
                 if self._held_against >= JUMP_VOTES and self._held_against >= len(held):
                     self._refute()
-            add(ev, ts)
+            win.add(ev, ts)
             dirty(ev.route)
             nxt = self._next_close
             if nxt is not None and win.hint - lateness < nxt:  # no vote count could close a window yet
@@ -551,25 +551,33 @@ class Pipeline:
         self._dirty.add(route)
         stats = self.stats
         stats.windows_closed += 1
-        firings = self.detectors.on_window(w)
+        det, eng = self.detectors, self.incidents
+        # the built-in stages are called as what they are (compiled: direct calls), any other through its protocol
+        firings = det.on_window(w) if not isinstance(det, RouteDetectors) else det.on_window(w)
         if firings:
             stats.firings += len(firings)
             for f in firings:
                 stats.firings_by_signal[f.signal] += 1
-        found = self.incidents.on_window(w, firings)
+        found = eng.on_window(w, firings) if not isinstance(eng, IncidentEngine) else eng.on_window(w, firings)
         for inc in found:
             if inc["event"] == "resolved":  # restored: watch the route harder for a while
                 self.detectors.heighten(route, w.end + self._heightened_ms)
-        if not firings and not found and self._sleepy and self.detectors.quiet(route) \
-                and self.incidents.quiet(route):
+        if not firings and not found and self._sleepy and self._quiet(route):
             self.windower.sleep(route)
         return found
+
+    def _quiet(self, route: str) -> bool:
+        """Whether both stages say the route's empty windows can wait (see :meth:`_judge`)."""
+        det, eng = self.detectors, self.incidents
+        if isinstance(det, RouteDetectors) and isinstance(eng, IncidentEngine):  # compiled: direct calls
+            return det.quiet(route) and eng.quiet(route)
+        return det.quiet(route) and eng.quiet(route)
 
     def _empty_run(self, run: EmptyRun) -> list[Incident]:
         """Windows a route slept through: judged in one step when the stages still say they can be, else
         one by one as the windower used to close them (the same decisions either way)."""
         route = run.route
-        if self.detectors.quiet(route) and self.incidents.quiet(route):
+        if self._quiet(route):
             self._dirty.add(route)
             self.stats.windows_closed += run.count
             self.detectors.on_empty_run(run)

@@ -312,11 +312,13 @@ class RobustLikelihood(UnivariateDetector):
 
     def learn_assessed(self, x: float, assessed: tuple[float, float, float]) -> None:
         """Learn ``x`` given :meth:`assess` output for it (same state); equals ``learn_one(x)``."""
-        self._learn(x, *assessed)
+        score, raw, avg = assessed  # (unpacked: a call with *args is a generic call when compiled)
+        self._learn(x, score, raw, avg)
 
     def learn_one(self, x: float) -> None:
         """Update baselines, likelihood statistics and hold-off with ``x``."""
-        self._learn(x, *self._final(x))
+        score, raw, avg = self._final(x)
+        self._learn(x, score, raw, avg)
 
     def update(self, x: float) -> float:
         """Score ``x``, then learn it (one evaluation). Returns the score."""

@@ -312,7 +312,6 @@ class RouteDetectors:
         st = self._state(w.route)
         rc = self.config.route(w.route)
         results: dict[str, Judgement | None] = {}
-        d = st.det
 
         # latency: pool low-volume windows until enough samples
         sketch = w.latency
@@ -324,7 +323,7 @@ class RouteDetectors:
             for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
                 if sketch.count < LATENCY_MIN_SAMPLES[name]:
                     continue
-                det = d(name)
+                det = st.det(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
         elif sketch.count and st.pending_latency is None:
@@ -336,7 +335,7 @@ class RouteDetectors:
             if not n:
                 results[name] = None
                 continue
-            det = d(name)
+            det = st.det(name)
             assert isinstance(det, ProportionTest)
             k = sum([w.errors.get(c, 0) for c in classes]) if w.errors else 0
             results[name] = det.update(k, n)
@@ -352,14 +351,14 @@ class RouteDetectors:
         reviews = w.review_count
         results["review_rejection_rate"] = None
         if reviews:
-            rv = d("review_rejection_rate")
+            rv = st.det("review_rejection_rate")
             assert isinstance(rv, ProportionTest)
             results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews)
 
         # A partial window (the end of a replay, which the watermark has not passed) may still be missing
         # events: it is judged for rates, latency and cost per request, never for its volume or totals.
         partial = w.partial
-        vol = None if partial else d("request_volume")
+        vol = None if partial else st.det("request_volume")
         assert vol is None or isinstance(vol, CountTest)
         results["request_volume"] = None if vol is None else vol.update(w.requests, w.start)
         if vol is not None and results["request_volume"] is not None and results["request_volume"].anomalous:
@@ -371,21 +370,21 @@ class RouteDetectors:
         # requests; such routes are judged by cost per request (pooled) instead
         busy = not partial and w.requests >= self.config.detectors.min_requests
         if w.cost_events and busy:
-            results["spend"] = _lvl(d("spend"), w.cost_usd, w.start)
+            results["spend"] = _lvl(st.det("spend"), w.cost_usd, w.start)
         # cost per request: pool quiet windows until enough requests
         if w.requests and w.cost_events:
             pc = st.pending_cost or [0.0, 0]
             pc = [pc[0] + w.cost_usd, pc[1] + w.requests]
             if pc[1] >= MIN_COST_REQUESTS:
-                results["cost_per_request"] = _lvl(d("cost_per_request"), pc[0] / pc[1], w.start, int(pc[1]))
+                results["cost_per_request"] = _lvl(st.det("cost_per_request"), pc[0] / pc[1], w.start, int(pc[1]))
                 st.pending_cost = None
             else:
                 st.pending_cost = pc
         if busy:
-            results["tokens"] = _lvl(d("tokens"), float(w.tokens), w.start)
+            results["tokens"] = _lvl(st.det("tokens"), float(w.tokens), w.start)
             top = w.top_key()
             count = float(top[2]) if top else 0.0
-            r = _lvl(d("runaway_key"), count, w.start)
+            r = _lvl(st.det("runaway_key"), count, w.start)
             if r.anomalous and w.max_key_share < 0.2:
                 r = Judgement(False, r.observed, r.baseline, r.threshold, r.score)
             results["runaway_key"] = r

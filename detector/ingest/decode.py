@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, final, get_args
@@ -136,6 +137,8 @@ class Decoder:
     def __init__(self, max_bytes: int = 65536):
         self.max_bytes = max_bytes
         self._decoder = msgspec.json.Decoder(TelemetryEvent)
+        #: Its bound method, kept: compiled, calling it skips a method lookup per message.
+        self._decode_json: Callable[[bytes], TelemetryEvent] = self._decoder.decode
 
     def decode(self, raw: bytes) -> Decoded | Rejection:
         """Decode one message. Every failure becomes a :class:`Rejection`."""
@@ -147,7 +150,7 @@ class Decoder:
             except UnicodeDecodeError:
                 return Rejection("not_json", "not valid UTF-8")
         try:
-            event = self._decoder.decode(raw)
+            event = self._decode_json(raw)
         except msgspec.ValidationError as err:
             rej = _classify(str(err))
             if rej.reason == "bad_timestamp" and b":60" in raw:
