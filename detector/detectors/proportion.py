@@ -551,7 +551,10 @@ class CountTest(Stateful):
         # more than half of what it should is recovering or normal, and is not scanned
         best: tuple[float, int, float] | None = None
         hist: Sequence[list[float]]
-        if count > 0.5 * lam or lam + sum(map(_FLOOR, self.recent)) < self.min_expected * (1 - 1e-9):
+        floors = 0.0  # the floors of the span, summed in order (a loop: compiled, no generic map call)
+        for entry in self.recent:
+            floors += entry[1]
+        if count > 0.5 * lam or lam + floors < self.min_expected * (1 - 1e-9):
             hist = ()  # no span of them could reach min_expected: nothing to scan
         else:
             hist = self.recent

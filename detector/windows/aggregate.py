@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from math import log as _log
-from typing import Any
+from typing import Any, cast
 
 from detector.events import (
     ChangeEvent,
@@ -162,18 +162,22 @@ class WindowAggregate:
         self.events += 1
         # a chain of type tests, the commonest first: compiled, each adder is then a direct call (through a
         # dict of methods it would be a Python-level call of a compiled function, its arguments parsed each time)
-        if isinstance(ev, UsageEvent):
-            self._add_usage(ev, ts_ms)
-        elif isinstance(ev, LatencyEvent):
-            self._add_latency(ev, ts_ms)
-        elif isinstance(ev, CostEvent):
-            self._add_cost(ev, ts_ms)
-        elif isinstance(ev, ErrorEvent):
-            self._add_error(ev, ts_ms)
-        elif isinstance(ev, ReviewEvent):
-            self._add_review(ev, ts_ms)
+        # (exact types: isinstance on a msgspec struct that does not match asks its metaclass, a generic call)
+        t = type(ev)
+        if t is UsageEvent:
+            self._add_usage(cast(UsageEvent, ev), ts_ms)
+        elif t is LatencyEvent:
+            self._add_latency(cast(LatencyEvent, ev), ts_ms)
+        elif t is CostEvent:
+            self._add_cost(cast(CostEvent, ev), ts_ms)
+        elif t is ErrorEvent:
+            self._add_error(cast(ErrorEvent, ev), ts_ms)
+        elif t is ReviewEvent:
+            self._add_review(cast(ReviewEvent, ev), ts_ms)
+        elif t is ChangeEvent:
+            self._add_change(cast(ChangeEvent, ev), ts_ms)
         else:
-            self._add_change(ev, ts_ms)
+            raise TypeError(f"not a telemetry event: {t.__name__}")
 
     def _add_usage(self, ev: UsageEvent, ts_ms: int | None) -> None:
         requests = ev.requests
