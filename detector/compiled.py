@@ -42,7 +42,7 @@ MODULES: tuple[str, ...] = (
     "detector.windows.windower",
     "detector.windows.aggregate",
     "detector.windows.sketch",
-    "detector.detectors.weights",
+    "detector.detectors.numeric",
     "detector.detectors.routes",
     "detector.detectors.proportion",
     "detector.detectors.robust_likelihood",

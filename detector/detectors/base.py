@@ -52,7 +52,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from detector.compiled import source_path
-from detector.detectors.weights import ew_weight
+from detector.detectors.numeric import ew_weight
 
 __all__ = ["Stateful", "UnivariateDetector", "encode_state", "decode_state", "ew_weight", "is_abstract"]
 

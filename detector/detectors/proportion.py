@@ -27,7 +27,7 @@ from typing import Any, final
 from scipy.special import betainc, gammaincc
 
 from detector.detectors.base import Stateful
-from detector.detectors.weights import ew_rate, ew_weight
+from detector.detectors.numeric import ew_rate, ew_weight, round_to
 
 __all__ = ["ProportionTest", "CountTest", "Judgement", "binom_sf", "poisson_cdf", "poisson_sf"]
 
@@ -108,7 +108,7 @@ _QUIET_ENTRIES: dict[tuple[int, float], list[float]] = {}
 
 def _entry(count: int, floor: float) -> list[float]:
     """A volume test's history entry; shared (read only) when the window is quiet."""
-    floor = round(floor, 4)
+    floor = round_to(floor, 4)
     if count > 3 or floor >= 1.0:
         return [count, floor]
     key = (count, floor)
@@ -623,7 +623,7 @@ class CountTest(Stateful):
         sa = ew_weight(self.slot_half_life, self.slot_n[s])
         # levels kept to 1e-4 of a request: immaterial, and it keeps the snapshot under 2 KB
         level = self.slot_level[s]
-        self.slot_level[s] = lv = round(level + sa * (count - level), 4)
+        self.slot_level[s] = lv = round_to(level + sa * (count - level), 4)
         self.slot_n[s] += 1
         top = self._top
         if top is not None and (lv > top or level >= top or self.slot_n[s] == self.slot_min):
@@ -784,7 +784,7 @@ class CountTest(Stateful):
                     lam = min(lam, levels[other])
                 floor = lam
             # learn(0, u, 1.0, floor)
-            floor = round(floor, 4)  # (_entry)
+            floor = round_to(floor, 4)  # (_entry)
             entry = shared.get((0, floor)) if floor < 1.0 else None
             if entry is None:
                 entry = [0, floor]
@@ -809,7 +809,7 @@ class CountTest(Stateful):
             plain = 1.0 / (sn + 1)
             a = rs if rs >= plain else plain
             lv_old = levels[s]
-            levels[s] = round(lv_old + a * (0 - lv_old), 4)
+            levels[s] = round_to(lv_old + a * (0 - lv_old), 4)
             counts[s] = sn + 1
         self.last_ts, self.size, self.gap, self.since, self.level, self.fast, self.n = (last_ts, wsize, gap, since,
                                                                                         level, fast, n)
@@ -839,7 +839,7 @@ class CountTest(Stateful):
         for left in range(k, 0, -1):
             plain = 1.0 / (sn + 1)
             a = shl if shl >= plain else plain
-            new = round(lv + a * (0 - lv), 4)
+            new = round_to(lv + a * (0 - lv), 4)
             if new == lv and a == shl:  # rounding holds it here from now on
                 sn += left
                 break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from detector.detectors.base import UnivariateDetector
+from detector.detectors.numeric import round_to
 
 __all__ = ["RobustLikelihood"]
 
@@ -224,7 +225,7 @@ class RobustLikelihood(UnivariateDetector):
         zl = abs(x - self.loc) / (self.scale + eps)
         zd = abs(x - self.prev) / (self.diff_scale + eps)
         # rounded to 1e-6 (immaterial for a score in [0, 1]) to keep snapshots small
-        raw = round(1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z)), 6)
+        raw = round_to(1.0 - math.exp(-max(zl / self.level_z, zd / self.diff_z)), 6)
         margin = self.range_tolerance * (self.hi - self.lo)
         novel = self.n > 1 and (x > self.hi + margin or x < self.lo - margin) and zl >= self.range_z
         if not novel and self.mean_alpha > 0.0 and self.mean_n >= self.short_window:

@@ -42,9 +42,9 @@ from __future__ import annotations
 import math
 
 from detector.detectors.base import Stateful
+from detector.detectors.numeric import ew_weight
 from detector.detectors.proportion import Judgement
 from detector.detectors.robust_likelihood import RobustLikelihood
-from detector.detectors.weights import ew_weight
 
 __all__ = ["LevelShift", "Alarm", "core_detector"]
 
