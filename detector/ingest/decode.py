@@ -162,14 +162,9 @@ class Decoder:
             return Rejection("not_json", "nested too deeply")
         except (msgspec.DecodeError, UnicodeDecodeError):
             return Rejection("not_json", "not valid JSON")
-        ts = event.ts
-        if ts.__class__ is datetime:  # parse_ts's own work, inlined for the common case
-            assert isinstance(ts, datetime)
-            if _colonless_offset(raw):
-                return Rejection("bad_timestamp", "$.ts: the UTC offset needs a colon (RFC 3339: +05:30)")
-            ts_ms = None if ts.tzinfo is None else int(ts.timestamp() * 1000)
-        else:
-            ts_ms = parse_ts(ts)
+        if event.ts.__class__ is datetime and _colonless_offset(raw):
+            return Rejection("bad_timestamp", "$.ts: the UTC offset needs a colon (RFC 3339: +05:30)")
+        ts_ms = parse_ts(event.ts)
         if ts_ms is None:
             return Rejection("bad_timestamp", "$.ts: not RFC 3339 with offset, nor epoch milliseconds")
         if not MIN_TS_MS <= ts_ms < MAX_TS_MS:

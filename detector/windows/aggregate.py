@@ -160,9 +160,8 @@ class WindowAggregate:
     def add(self, ev: TelemetryEvent, ts_ms: int | None = None) -> None:
         """Add one event of this route and window."""
         self.events += 1
-        # a chain of type tests, the commonest first: compiled, each adder is then a direct call (through a
-        # dict of methods it would be a Python-level call of a compiled function, its arguments parsed each time)
-        # (exact types: isinstance on a msgspec struct that does not match asks its metaclass, a generic call)
+        # exact types, the commonest first: compiled, each adder is a direct call (a dict of methods would make
+        # a Python-level call; isinstance on a msgspec struct that does not match asks its metaclass)
         t = type(ev)
         if t is UsageEvent:
             self._add_usage(cast(UsageEvent, ev), ts_ms)
