@@ -194,6 +194,52 @@ def test_provider_outage_on_three_routes_is_one_group_and_no_rollback() -> None:
     assert "several routes" in perf["chat"][-1]["recommendations"][0]["rationale"]
 
 
+def test_a_slowdown_that_opens_while_its_provider_fails_elsewhere_blames_no_change() -> None:
+    """The route that changed its config just before slows down (its requests time out on the failing
+    provider) and its latency incident opens before its own errors show: the provider's errors on the
+    other routes already explain it, so the change is never recommended as a rollback."""
+    s = Stream(3)
+    start, end = THU, THU + 20 * 3_600_000
+    out0, out1 = start + 18 * 3_600_000, start + 18 * 3_600_000 + 40 * MIN
+    routes = {"chat": 20.0, "summaries": 8.0, "search": 6.0}
+    for route, rate in routes.items():
+
+        def ctx(t: int, route: str = route) -> dict[str, Any]:
+            version = "cfg-2" if route == "chat" and t >= out0 - 10 * MIN else "cfg-1"
+            return {"model": "m1", "provider": "acme", "config_version": version}
+
+        def err(t: int, c: dict[str, Any], route: str = route) -> str | None:
+            begins = out0 + (4 * MIN if route == "chat" else 0)
+            return "timeout" if begins <= t < out1 and s.rng.random() < 0.35 else None
+
+        def lat(t: int, c: dict[str, Any], route: str = route) -> float:
+            return 3000.0 if route == "chat" and out0 + 2 * MIN <= t < out1 else 900.0
+
+        s.requests(route, start, end, lambda t, r=rate: r, ctx, error=err, latency=lat)
+    s.change(out0 - 10 * MIN, "chat", "config", "cfg-1", "cfg-2")  # benign, just before
+    byid = _by_id(s.run())
+    chat = [msgs for msgs in byid.values() if msgs[0]["route"] == "chat" and msgs[0]["incident_type"] == "performance"]
+    assert len(chat) == 1, [[m["event"] for m in msgs] for msgs in chat]
+    assert chat[0][0]["signals"][0]["signal"].startswith("latency_"), chat[0][0]["signals"]  # the shape tested
+    assert _rollbacks(chat[0]) == [], _rollbacks(chat[0])
+    assert chat[0][-1]["group"]["cause"] == {"kind": "provider", "value": "acme"}
+
+
+def test_a_quiet_route_far_slower_opens_on_its_first_pooled_value() -> None:
+    """A route of one request every two minutes judges latency on five requests pooled (about ten
+    minutes): a value far past its threshold opens the incident at once, not a pooled value later."""
+    s = Stream(4)
+    start, end = THU, THU + 30 * 3_600_000
+    slow = start + 26 * 3_600_000
+    s.requests("notes", start, end, lambda t: 0.5, lambda t: {"model": "m1", "provider": "acme"},
+               latency=lambda t, c: 5000.0 if t >= slow else 900.0)
+    opened = [m for m in s.run() if m["event"] == "opened" and m["incident_type"] == "performance"]
+    late = [m for m in opened if _ms(m["detected_at"]) >= slow]
+    assert late and late[0]["signals"][0]["signal"] == "latency_p50", late
+    assert _ms(late[0]["detected_at"]) - slow <= 16 * MIN, late[0]["detected_at"]
+    assert all(_ms(m["detected_at"]) >= slow - 60 * MIN for m in opened), opened  # nothing before it
+
+
 # -- canaries ----------------------------------------------------------------------------------------
 def _canary(seed: int, rate: float, share: float, bad: str) -> tuple[list[dict[str, Any]], int]:
     s = Stream(seed)

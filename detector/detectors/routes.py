@@ -50,6 +50,8 @@ OVERWHELMING = 1.0 - 1e-10
 #: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
 #: ``min_hot`` windows (its own persistence), so at p < 1e-7 a second window adds a minute, not confidence.
 RATE_SURE = 1.0 - 1e-7
+#: Latency signals whose pooled value (several quiet windows) fires at once when far past its threshold.
+POOLED_LATENCY = frozenset(("latency_p50", "latency_p95"))
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,9 @@ class RouteDetectors:
 
         # latency: pool low-volume windows until enough samples
         sketch = w.latency
+        pooled = False  # the value sums up several windows (a quiet route)
         if st.pending_latency is not None:
+            pooled = True
             st.pending_latency.merge(sketch)
             sketch = st.pending_latency
         if sketch.count >= MIN_LATENCY_SAMPLES:
@@ -429,7 +433,7 @@ class RouteDetectors:
                                                       vol_r.score)
         if self.trace is not None:
             self.trace(w, results)
-        return self._fire(st, w, results)
+        return self._fire(st, w, results, pooled)
 
     def _per_tool(self, st: _RouteState, w: WindowAggregate) -> tuple[str, Judgement] | None:
         """Each tool's tool_error rate, against its own calls where usage events name the tool,
@@ -464,7 +468,12 @@ class RouteDetectors:
                 best = (ident, r)
         return best
 
-    def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None]) -> list[Firing]:
+    def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None],
+              pooled: bool = False) -> list[Firing]:
+        """Step each signal's alarm with its judgement; a firing for each alarm that is on.
+
+        ``pooled``: the latency values sum up several quiet windows (a second one is a quarter of an hour
+        away); one far past its threshold (:func:`_far_beyond`) fires without waiting for it."""
         out: list[Firing] = []
         need = 1 if w.end <= st.heightened_until else None
         alarms = st.alarms
@@ -478,7 +487,8 @@ class RouteDetectors:
                 det = st.dets.get(name)
                 # a count test's p-value this small is no one-window fluke: no need to wait for a second
                 sure = r.anomalous and (r.score >= RATE_SURE if isinstance(det, ProportionTest)
-                                        else r.score >= OVERWHELMING and isinstance(det, CountTest))
+                                        else r.score >= OVERWHELMING and isinstance(det, CountTest)
+                                        or pooled and name in POOLED_LATENCY and _far_beyond(r))
                 on = alarm.step(r.anomalous, 1 if sure else need)
                 if not on:
                     if last:
@@ -566,3 +576,14 @@ def _magnitude(obs: float, base: float, name: str) -> float:
     if name == "slo_burn_rate":
         return obs / 6.0
     return obs / base if base > 0 else (10.0 if obs > 0 else 1.0)
+
+
+def _far_beyond(r: Judgement) -> bool:
+    """An upward level judgement at least twice as far past its baseline as its threshold is, on the log
+    scale the level tests judge (observed x baseline >= threshold squared): for a value pooled from five
+    or more samples that is twice the deviations the test asks for.
+
+    >>> [_far_beyond(Judgement(True, x, 1000.0, 1900.0, 1.0)) for x in (4000.0, 3000.0)]
+    [True, False]
+    """
+    return r.baseline > 0 and r.threshold > r.baseline and r.observed * r.baseline >= r.threshold * r.threshold

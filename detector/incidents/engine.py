@@ -351,7 +351,8 @@ class IncidentEngine:
             o.rollback = {"kind": named[0], "to_version": named[1]}
         # other routes on the same provider showing a hint of the same errors: a change on this route is
         # not blamed yet (the group may form in a minute or two; a rollback once sent cannot be unsent)
-        hint = (o.error_based and o.cause is not None and o.cause[0] == "provider" and not o.shared
+        # (a slowdown too: timeouts on the provider's other routes make this one's requests slow first)
+        hint = (o.cause is not None and o.cause[0] == "provider" and not o.shared
                 and self.board.elsewhere(o.cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end,
                                          p_value=HINT_P, min_errors=HINT_MIN))
         if o.rollback is None and not o.shared and not hint and len(o.windows) <= 3 + LEAD_WINDOWS:
@@ -398,7 +399,8 @@ class IncidentEngine:
         An error-based performance incident whose provider shows the same excess on other routes in
         the same windows (:meth:`ProviderBoard.elsewhere`), or that joins a group of two routes or
         more, is *shared*: a change on this route does not explain it, so no rollback is recommended
-        (one recommended before is withdrawn), and neither is one on the other members.
+        (one recommended before is withdrawn), and neither is one on the other members that show
+        errors of their own (a slowdown without any may still be its route's change).
         """
         cause = ("feed", self.feed) if o.stopped else _cause(o)
         if cause is None:
@@ -417,8 +419,8 @@ class IncidentEngine:
         by_id = {m.id: m for m in self.open.values() if m.route in members.values()}
         for mid in members:
             m = by_id.get(mid)
-            if m is None or not m.error_based or m.shared:
-                continue
+            if m is None or m.shared or not (m.error_based or any(sig.startswith(ERROR_SIGNALS) for sig in m.signals)):
+                continue  # a slowdown without errors of its own may still be a change of its route's
             m.shared = True
             m.rollback = None
             if m is not o:
