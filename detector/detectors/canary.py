@@ -87,8 +87,9 @@ LATENCY_T = 5.0
 #: Effect sizes: rate ratio and difference (errors, reviews), latency and cost ratios.
 RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
 LATENCY_RATIO, COST_RATIO = 1.5, 2.5
-#: Fewest samples per side: bad events on the new version, latency samples, requests for cost.
-MIN_BAD, MIN_LATENCY, MIN_COST = 4, 8, 10
+#: Fewest samples per side: bad events on the new version, latency samples, requests for cost (the new
+#: side's fewer, down to MIN_COST_FAST, as its cost ratio grows past COST_RATIO: see _cost).
+MIN_BAD, MIN_LATENCY, MIN_COST, MIN_COST_FAST = 4, 8, 10, 4
 #: Requests served by one side while the other served none, after which the comparison ends (a 15%
 #: canary misses 60 requests in a row once in 17,000), and its longest life.
 ENDS_AFTER = 60
@@ -267,9 +268,19 @@ def _latency(new: list[float], old: list[float]) -> Judgement:
 
 
 def _cost(new: list[float], old: list[float]) -> Judgement:
+    """The new version's cost per request against the old one's: at least COST_RATIO times, on MIN_COST
+    requests of the new version, or fewer the further past that ratio it is (twice: half as many).
+
+    >>> _cost([0, 5, 0, 0, 0, 0, 0, 0.5] + [0, 0], [0, 1000, 0, 0, 0, 0, 0, 10.0] + [0, 0]).anomalous
+    True
+    >>> _cost([0, 5, 0, 0, 0, 0, 0, 0.15] + [0, 0], [0, 1000, 0, 0, 0, 0, 0, 10.0] + [0, 0]).judged
+    False
+    """
     n1, n0 = new[V_REQUESTS], old[V_REQUESTS]
-    if n1 < MIN_COST or n0 < MIN_COST or old[V_COST] <= 0:
+    if n1 < MIN_COST_FAST or n0 < MIN_COST or old[V_COST] <= 0:
         return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
     c1, c0 = new[V_COST] / n1, old[V_COST] / n0
     ratio = c1 / c0
+    if n1 < MIN_COST and n1 * ratio < MIN_COST * COST_RATIO:
+        return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
     return Judgement(ratio >= COST_RATIO, c1, c0, COST_RATIO * c0, min(1.0, ratio / (2 * COST_RATIO)))
