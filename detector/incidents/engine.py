@@ -419,8 +419,8 @@ class IncidentEngine:
         by_id = {m.id: m for m in self.open.values() if m.route in members.values()}
         for mid in members:
             m = by_id.get(mid)
-            if m is None or m.shared or not (m.error_based or any(sig.startswith(ERROR_SIGNALS) for sig in m.signals)):
-                continue  # a slowdown without errors of its own may still be a change of its route's
+            if m is None or m.shared or not any(sig.startswith(ERROR_SIGNALS) for sig in m.signals):
+                continue  # (an error-based incident holds its opening error signals)
             m.shared = True
             m.rollback = None
             if m is not o:
