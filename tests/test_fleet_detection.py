@@ -12,7 +12,9 @@ through the same pipeline the service runs. What they protect:
 * a canary (a fifth of the traffic on a new version, only that share bad) is
   found and rolled back to the old version, also on a quiet route whose
   per-window majority flips, and those flips are not read as changes;
-* review rejections detected late keep the change that preceded them.
+* review rejections detected late keep the change that preceded them;
+* a quiet route's latency ramp is found by its mean log latency, and reviews
+  after a change are judged at the canary comparison's level.
 """
 
 from __future__ import annotations
@@ -240,6 +242,35 @@ def test_a_quiet_route_far_slower_opens_on_its_first_pooled_value() -> None:
     assert all(_ms(m["detected_at"]) >= slow - 60 * MIN for m in opened), opened  # nothing before it
 
 
+def _quiet_ramp(seed: int) -> tuple[list[dict[str, Any]], int]:
+    """One request every two minutes; from ``r0`` latency climbs from 900 ms to 2.2x over 40 minutes and
+    stays there: about the pooled median's threshold, so that test alone is late or blind."""
+    s = Stream(seed)
+    start, end = THU, THU + 30 * 3_600_000
+    r0 = start + 26 * 3_600_000
+
+    def lat(t: int, c: dict[str, Any]) -> float:
+        return 900.0 if t < r0 else 900.0 * (1.0 + 1.2 * min(1.0, (t - r0) / (40 * MIN)))
+
+    s.requests("notes", start, end, lambda t: 0.5, lambda t: {"model": "m1", "provider": "acme"}, latency=lat)
+    opened = [m for m in s.run() if m["event"] == "opened" and m["incident_type"] == "performance"]
+    return opened, r0
+
+
+def test_a_quiet_route_ramping_up_is_found_by_its_mean_log_latency(monkeypatch: Any) -> None:
+    """The log-mean test (every sample of the last few batches) finds a quiet route's ramp half an hour
+    before the pooled median does; it reports as latency_p50 and opens nothing before the ramp."""
+    import detector.detectors.routes as routes
+
+    opened, r0 = _quiet_ramp(6)
+    assert len(opened) == 1 and opened[0]["signals"][0]["signal"] == "latency_p50", opened
+    with_mean = _ms(opened[0]["detected_at"]) - r0
+    assert 0 <= with_mean <= 40 * MIN, with_mean
+    monkeypatch.setattr(routes, "QUIET_BATCH_MS", 10**12)  # the pooled median alone
+    opened, r0 = _quiet_ramp(6)
+    assert opened and _ms(opened[0]["detected_at"]) - r0 >= with_mean + 20 * MIN, (opened, with_mean)
+
+
 # -- canaries ----------------------------------------------------------------------------------------
 def _canary(seed: int, rate: float, share: float, bad: str) -> tuple[list[dict[str, Any]], int]:
     s = Stream(seed)
@@ -293,10 +324,10 @@ def test_canary_errors_on_a_quiet_route_whose_majority_flips() -> None:
 
 
 # -- late detection keeps the change ----------------------------------------------------------------
-def test_slow_review_rejections_keep_the_prompt_change_that_preceded_them() -> None:
-    """Reviews on 5% of a route's requests; after a prompt change a third of them are rejected. The
-    evidence is thin, so detection takes long; the incident still names the change and rolls it back."""
-    s = Stream(5)
+def _review_drift(seed: int, reject: float, change: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """Reviews on 5% of a route's three requests a minute, 4% rejected; after a prompt change at ``ch``
+    (announced by a change event when ``change``), ``reject`` of them."""
+    s = Stream(seed)
     start, end = THU, THU + 26 * 3_600_000
     ch = start + 20 * 3_600_000
 
@@ -304,15 +335,37 @@ def test_slow_review_rejections_keep_the_prompt_change_that_preceded_them() -> N
         return {"model": "m1", "provider": "acme", "prompt_version": "p8" if t >= ch else "p7"}
 
     s.requests("notes", start, end, lambda t: 3.0, ctx, review_share=0.05,
-               reject=lambda t, c: 0.45 if c["prompt_version"] == "p8" else 0.04)
-    s.change(ch, "notes", "prompt", "p7", "p8")
-    incidents = s.run()
+               reject=lambda t, c: reject if c["prompt_version"] == "p8" else 0.04)
+    if change:
+        s.change(ch, "notes", "prompt", "p7", "p8")
+    return s.run(), ch
+
+
+def test_slow_review_rejections_keep_the_prompt_change_that_preceded_them() -> None:
+    """After a prompt change 45% of the reviews are rejected. The evidence is thin, so detection takes
+    long; the incident still names the change and rolls it back."""
+    incidents, _ = _review_drift(5, 0.45)
     bad = [msgs for msgs in _by_id(incidents).values() if msgs[-1]["incident_type"] == "bad_output"]
     assert len(bad) == 1
     msgs = bad[0]
     assert _ms(msgs[0]["started_at"]) <= _ms(msgs[0]["detected_at"])
     assert any(c["to_version"] == "p8" for c in msgs[-1]["evidence"]["changes"])
     assert _rollbacks(msgs) and all(t == {"kind": "prompt", "to_version": "p7"} for t in _rollbacks(msgs))
+
+
+def _opened_bad(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in incidents if m["event"] == "opened" and m["incident_type"] == "bad_output"]
+
+
+def test_reviews_after_a_change_are_judged_at_the_canary_level() -> None:
+    """Nine reviews an hour, a quarter rejected after a prompt change (4% before): with the change event
+    the review test judges at 1e-3 for six hours and finds it; the same reviews without a change event
+    (no cause in sight) are held to 1e-4 and found much later."""
+    incidents, ch = _review_drift(1, 0.25)
+    found = _opened_bad(incidents)
+    assert found and _ms(found[0]["detected_at"]) - ch <= 180 * MIN, found
+    late = _opened_bad(_review_drift(1, 0.25, change=False)[0])
+    assert not late or _ms(late[0]["detected_at"]) - _ms(found[0]["detected_at"]) >= 60 * MIN, late
 
 
 # -- scheduled routes --------------------------------------------------------------------------------

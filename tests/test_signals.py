@@ -498,3 +498,25 @@ def test_a_latency_ramp_is_found_before_it_is_a_step() -> None:
     first = hits[0]
     mult_then = 1.0 + 2.0 * (first - start) / 40
     assert mult_then < 1.6, (first - start, mult_then)
+
+
+def test_a_rate_test_judged_at_a_looser_level_keeps_its_evidence() -> None:
+    """``alpha`` judges one window at another level (reviews after a change, at 1e-3): a span between
+    the two levels is anomalous only at the looser one, and such a hit does not make the test forget
+    its span history when the excess pauses (only an excess at its own level does)."""
+    def fresh() -> ProportionTest:
+        t = ProportionTest(alpha=1e-4, prior_rate=0.05, min_delta=0.1, min_trials=8, min_count=3, max_span=60)
+        for _ in range(600):
+            t.update(1, 20)  # 5% rejected
+        return t
+
+    strict, loose = fresh(), fresh()
+    windows = [(1, 2), (0, 1), (1, 1), (1, 2), (0, 1), (1, 2)]  # 4 bad of 9 against 5%
+    for k, n in windows:
+        r_strict, r_loose = strict.update(k, n), loose.update(k, n, alpha=1e-3)
+    assert 1e-4 < 1.0 - r_loose.score < 1e-3
+    assert r_loose.anomalous and not r_strict.anomalous
+    for _ in range(6):  # a pause in the excess: nothing was anomalous at the test's own level
+        loose.update(0, 1, alpha=1e-3)
+    assert len(loose.recent) == loose.max_span  # not cut back to the windows since the hit
+    assert loose.recent[-12:-6] == [list(w) for w in windows]

@@ -197,7 +197,7 @@ class ProportionTest(Stateful):
     def baseline(self) -> float:
         return (self.k_sum + self.prior_rate * self.prior_trials) / (self.n_sum + self.prior_trials)
 
-    def evaluate(self, k: int, n: int) -> Judgement:
+    def evaluate(self, k: int, n: int, alpha: float = 0.0) -> Judgement:
         """Judge the spans ending with this window's ``k`` of ``n``; does not learn.
 
         Spans of ``min_span`` .. ``max_span`` recent windows holding at least
@@ -208,7 +208,10 @@ class ProportionTest(Stateful):
         over at least ``min_hot`` windows (a window is hot when its own rate
         clears the effect size) and one of them is among the last
         ``recent_hot``: a one-minute burst that has passed is not an incident.
+        ``alpha`` (when > 0) judges this window at another level than the test's own.
         """
+        if alpha <= 0.0:
+            alpha = self.alpha
         p0 = self.baseline
         effect = max(p0 * self.min_ratio, p0 + self.min_delta)
         if k + self.recent_k < self.min_count:  # no span can hold enough events
@@ -254,10 +257,10 @@ class ProportionTest(Stateful):
         if best is None:
             return _SKIP
         pval, ks, ns, span = best
-        if pval < self.alpha:
+        if pval < alpha:
             self.onset = self._onset(k, n, span, ks / ns, p0)
-        crit = self._critical(ns, p0) if pval < 0.01 else effect
-        return Judgement(pval < self.alpha, ks / ns, p0, crit, 1.0 - pval)
+        crit = self._critical(ns, p0, alpha) if pval < 0.01 else effect
+        return Judgement(pval < alpha, ks / ns, p0, crit, 1.0 - pval)
 
     def _onset(self, k: int, n: int, span: int, p1: float, p0: float) -> int:
         """Where the excess of an anomalous span began: the age (1: this window) that maximises the summed
@@ -288,11 +291,11 @@ class ProportionTest(Stateful):
                 best, at = total, age
         return at
 
-    def _critical(self, n: int, p0: float) -> float:
+    def _critical(self, n: int, p0: float, alpha: float) -> float:
         lo, hi = 0, n + 1
         while lo < hi:
             mid = (lo + hi) // 2
-            if binom_sf(mid, n, p0) < self.alpha:
+            if binom_sf(mid, n, p0) < alpha:
                 hi = mid
             else:
                 lo = mid + 1
@@ -314,14 +317,18 @@ class ProportionTest(Stateful):
             self.n_sum = self.n_sum * decay + n * weight
             self.learned += 1
 
-    def update(self, k: int, n: int) -> Judgement:
-        """Evaluate, then learn unless anomalous, or anomalous on its own (a burst, or an
-        incident's first windows before it has spread over ``min_hot`` windows)."""
-        r = self.evaluate(k, n)
+    def update(self, k: int, n: int, alpha: float = 0.0) -> Judgement:
+        """Evaluate (at ``alpha``, when > 0), then learn unless anomalous, or anomalous on its own (a burst, or
+        an incident's first windows before it has spread over ``min_hot`` windows)."""
+        r = self.evaluate(k, n, alpha)
         outlier = r.anomalous or (k >= self.min_count and binom_sf(k, max(n, k), self.baseline) < self.alpha)
         self.learn(k, n, 0.0 if outlier else 1.0)
         if r.anomalous:
-            self.was_anomalous, self.calm = True, 0
+            self.calm = 0
+            # an excess at the test's own level; one found only at a looser ``alpha`` may be the first sign
+            # of a slow one, whose evidence must not be forgotten when it pauses
+            if 1.0 - r.score < self.alpha:
+                self.was_anomalous = True
         elif r.judged:
             self.calm += 1
             if self.was_anomalous and self.calm >= self.recent_hot:

@@ -18,6 +18,7 @@ from detector.detectors.base import Stateful, decode_state, encode_state
 from detector.detectors.canary import CANARY_SIGNALS, QUIET, CanaryWatch
 from detector.detectors.firing import Firing
 from detector.detectors.guard import BurnRate, SpendGuard
+from detector.detectors.logmean import LogMeanShift
 from detector.detectors.proportion import CountTest, Judgement, ProportionTest
 from detector.detectors.signals import Alarm, LevelShift
 from detector.events import tool_identity
@@ -50,6 +51,18 @@ OVERWHELMING = 1.0 - 1e-10
 #: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
 #: ``min_hot`` windows (its own persistence), so at p < 1e-7 a second window adds a minute, not confidence.
 RATE_SURE = 1.0 - 1e-7
+#: For this long after a ``change`` on a route, its reviews are judged at ``REVIEW_ALPHA_AFTER_CHANGE``, the canary
+#: comparison's level, not the review test's own (1e-4): a change is the usual cause of worse outputs, and a
+#: full rollout has no old version beside it to compare with. Reviews are sparse, so the evidence of a slow
+#: regression gathers over hours; a tenfold looser level for a few hours after a change costs few false alarms.
+AFTER_CHANGE_MS = 6 * 3_600_000
+REVIEW_ALPHA_AFTER_CHANGE = 1e-3
+#: A latency batch that took this long to gather its samples (a quiet route's: a request a minute or
+#: fewer) is also judged by the mean of its log latencies with the last few batches (:class:`LogMeanShift`),
+#: which reports as ``latency_p50``. There a second pooled median (persistence) is a quarter of an hour
+#: away and a ramp stays under its threshold for long; batches of a busier route come every minute or two,
+#: where persistence and the level test's CUSUM already serve, and a blip of a few minutes is no incident.
+QUIET_BATCH_MS = 5 * 60_000
 #: Latency signals whose pooled value (several quiet windows) fires at once when far past its threshold.
 POOLED_LATENCY = frozenset(("latency_p50", "latency_p95"))
 
@@ -131,6 +144,7 @@ class _RouteState:
         self.last: dict[str, list[float]] = {}
         self.subject: dict[str, str] = {}
         self.pending_latency: QuantileSketch | None = None  # quiet windows' latencies, pooled
+        self.pending_since = 0  # start of the first window pooled in pending_latency
         self.pending_cost: list[float] | None = None
         #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
         self.tools: dict[str, ProportionTest] = {}
@@ -142,6 +156,8 @@ class _RouteState:
         self.weak: dict[str, bool] = {}
         #: The rollback a canary comparison names: (kind, old version).
         self.rollback: tuple[str, str] | None = None
+        #: Until this event time the route's reviews are judged at REVIEW_ALPHA_AFTER_CHANGE (a change was made).
+        self.changed_until = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -150,12 +166,14 @@ class _RouteState:
             "last": self.last,
             "subject": self.subject,
             "pending_latency": None if self.pending_latency is None else self.pending_latency.to_dict(),
+            "pending_since": self.pending_since,
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
             "heightened_until": self.heightened_until,
             "weak": self.weak,
             "canary": self.canary.to_dict(),
             "rollback": list(self.rollback) if self.rollback else None,
+            "changed_until": self.changed_until,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -167,6 +185,7 @@ class _RouteState:
         self.subject = d["subject"]
         pend = d["pending_latency"]
         self.pending_latency = None if pend is None else QuantileSketch.from_dict(pend)
+        self.pending_since = int(d.get("pending_since", 0))
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
         self.heightened_until = d.get("heightened_until", 0)
@@ -174,6 +193,7 @@ class _RouteState:
         self.canary = CanaryWatch.from_dict(d.get("canary", {}))
         rb = d.get("rollback")
         self.rollback = (str(rb[0]), str(rb[1])) if rb else None
+        self.changed_until = int(d.get("changed_until", 0))
 
     def _follow_config(self, fresh: dict[str, Stateful]) -> None:
         """State restored under another config (a reload) follows this one: the alarms take its warm-up,
@@ -318,10 +338,13 @@ class RouteDetectors:
         # latency: pool low-volume windows until enough samples
         sketch = w.latency
         pooled = False  # the value sums up several windows (a quiet route)
+        since = w.start  # where the batch judged began
         if st.pending_latency is not None:
+            since = st.pending_since
             pooled = True
             st.pending_latency.merge(sketch)
             sketch = st.pending_latency
+        at_once = False  # latency_p50 was found by the log-mean test (its spans pool batches: no persistence)
         if sketch.count >= MIN_LATENCY_SAMPLES:
             st.pending_latency = None
             for name, q in (("latency_p50", 0.5), ("latency_p95", 0.95), ("latency_p99", 0.99)):
@@ -330,8 +353,22 @@ class RouteDetectors:
                 det = st.det(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
+            if w.end - since >= QUIET_BATCH_MS:
+                lm = st.dets.get("latency_logmean")
+                if lm is None:
+                    lm = st.dets["latency_logmean"] = LogMeanShift()
+                assert isinstance(lm, LogMeanShift)
+                r50 = results.get("latency_p50")
+                rl = lm.update(sketch)
+                if rl.anomalous and (r50 is None or not r50.anomalous):
+                    results["latency_p50"] = rl
+                    at_once = True
+                    st.subject["latency_p50"] = "geometric mean"  # what its observed value is
+                elif r50 is not None and r50.anomalous:
+                    st.subject.pop("latency_p50", None)
         elif sketch.count and st.pending_latency is None:
             st.pending_latency = QuantileSketch()  # a copy: the window's own sketch stays as it was
+            st.pending_since = w.start
             st.pending_latency.merge(sketch)
 
         n = max(w.requests, w.error_count)
@@ -352,12 +389,15 @@ class RouteDetectors:
                 st.subject["errors_tool"] = per_tool[0]
                 results["errors_tool"] = per_tool[1]
 
+        if w.changes:
+            st.changed_until = max(st.changed_until, w.end + AFTER_CHANGE_MS)
         reviews = w.review_count
         results["review_rejection_rate"] = None
         if reviews:
             rv = st.det("review_rejection_rate")
             assert isinstance(rv, ProportionTest)
-            results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews)
+            alpha = REVIEW_ALPHA_AFTER_CHANGE if w.start < st.changed_until else 0.0
+            results["review_rejection_rate"] = rv.update(w.bad_reviews, reviews, alpha)
 
         # A partial window (the end of a replay, which the watermark has not passed) may still be missing
         # events: it is judged for rates, latency and cost per request, never for its volume or totals.
@@ -433,7 +473,7 @@ class RouteDetectors:
                                                       vol_r.score)
         if self.trace is not None:
             self.trace(w, results)
-        return self._fire(st, w, results, pooled)
+        return self._fire(st, w, results, pooled, at_once)
 
     def _per_tool(self, st: _RouteState, w: WindowAggregate) -> tuple[str, Judgement] | None:
         """Each tool's tool_error rate, against its own calls where usage events name the tool,
@@ -469,11 +509,12 @@ class RouteDetectors:
         return best
 
     def _fire(self, st: _RouteState, w: WindowAggregate, results: dict[str, Judgement | None],
-              pooled: bool = False) -> list[Firing]:
+              pooled: bool = False, at_once: bool = False) -> list[Firing]:
         """Step each signal's alarm with its judgement; a firing for each alarm that is on.
 
         ``pooled``: the latency values sum up several quiet windows (a second one is a quarter of an hour
-        away); one far past its threshold (:func:`_far_beyond`) fires without waiting for it."""
+        away); one far past its threshold (:func:`_far_beyond`) fires without waiting for it, as does a
+        ``latency_p50`` the log-mean test found (``at_once``)."""
         out: list[Firing] = []
         need = 1 if w.end <= st.heightened_until else None
         alarms = st.alarms
@@ -488,7 +529,8 @@ class RouteDetectors:
                 # a count test's p-value this small is no one-window fluke: no need to wait for a second
                 sure = r.anomalous and (r.score >= RATE_SURE if isinstance(det, ProportionTest)
                                         else r.score >= OVERWHELMING and isinstance(det, CountTest)
-                                        or pooled and name in POOLED_LATENCY and _far_beyond(r))
+                                        or pooled and name in POOLED_LATENCY and _far_beyond(r)
+                                        or at_once and name == "latency_p50")
                 on = alarm.step(r.anomalous, 1 if sure else need)
                 if not on:
                     if last:
@@ -535,6 +577,8 @@ def _limit(x: float, limit: float) -> Judgement:
 
 
 def _detector_name(st: _RouteState, name: str) -> str:
+    if name == "latency_p50" and st.subject.get(name) == "geometric mean":
+        return "LogMeanShift"
     if name in CANARY_SIGNALS:
         return "CanaryComparison"
     if name.startswith("guardrail_") and name not in st.dets:

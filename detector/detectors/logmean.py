@@ -1,0 +1,141 @@
+"""Latency of a quiet route: the mean of log latency over its last few batches of requests.
+
+A route of a request or two a minute is judged on a median of five or so
+latencies pooled over several windows; a median of five is a noisy
+statistic, so the level test's threshold sits at 2-2.5x the baseline and a
+slowdown that ramps up to about that (a saturating backend, a degrading
+index) can stay under it for an hour. The mean of log latency uses every
+sample (for log-normal latencies it is the most efficient estimate of the
+median), and summed over the last few batches it gathers the evidence a
+ramp spreads over half an hour: a z-test of the summed deviations against
+the route's learned mean and spread, with an effect size (the geometric
+mean at least ``min_ratio`` x the baseline). Each sample's deviation is
+clipped at ``clip`` standard deviations, so one timeout does not make a
+slowdown.
+
+Samples are read from the batch's :class:`~detector.windows.sketch.QuantileSketch`
+(log-spaced buckets, so the log of each sample is known to 1%).
+
+>>> import random
+>>> from detector.windows.sketch import QuantileSketch
+>>> rng = random.Random(7)
+>>> def batch(mult: float, n: int = 5) -> QuantileSketch:
+...     s = QuantileSketch()
+...     for _ in range(n):
+...         s.add(800.0 * mult * rng.lognormvariate(0.0, 0.5))
+...     return s
+>>> t = LogMeanShift()
+>>> [t.update(batch(1.0)).anomalous for _ in range(60)].count(True)
+0
+>>> [t.update(batch(2.0)).anomalous for _ in range(3)]   # twice as slow: found on its third batch
+[False, False, True]
+"""
+
+from __future__ import annotations
+
+import math
+
+from detector.detectors.base import Stateful
+from detector.detectors.numeric import ew_weight
+from detector.detectors.proportion import Judgement
+from detector.windows.sketch import QuantileSketch
+
+__all__ = ["LogMeanShift"]
+
+_NOT_JUDGED = Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
+
+
+class LogMeanShift(Stateful):
+    """Upward shift of the mean of log latency, over spans of the last ``spans`` batches.
+
+    Parameters
+    ----------
+    z
+        z-score of a span's summed (clipped) deviations that is anomalous.
+    min_ratio
+        Effect size: the span's geometric mean over the baseline's.
+    spans
+        Batches the longest span holds (each span ends with the newest batch).
+    half_life
+        Batches for the baseline's exponential forgetting.
+    min_batches
+        Batches learned before any is judged.
+    clip
+        Standard deviations at which one sample's deviation is clipped.
+    drift_z
+        A batch whose own z reaches this is not learned (the start of a ramp is no baseline).
+    """
+
+    __slots__ = ("z", "min_ratio", "spans", "half_life", "min_batches", "clip", "drift_z",
+                 "mean", "var", "n", "recent")
+
+    def __init__(self, z: float = 4.5, min_ratio: float = 1.5, spans: int = 4, half_life: float = 100.0,
+                 min_batches: int = 20, clip: float = 3.0, drift_z: float = 2.0):
+        self.z = z
+        self.min_ratio = min_ratio
+        self.spans = spans
+        self.half_life = half_life
+        self.min_batches = min_batches
+        self.clip = clip
+        self.drift_z = drift_z
+        super().__init__()
+
+    def _reset(self) -> None:
+        self.mean = 0.0  # of ln(latency ms)
+        self.var = 0.0  # of one sample's ln(latency), about ``mean``
+        self.n = 0  # batches learned
+        #: [summed clipped deviations from the mean, samples] of the last ``spans`` batches judged
+        self.recent: list[list[float]] = []
+
+    def update(self, sketch: QuantileSketch) -> Judgement:
+        """Judge a batch of latencies (its sketch), then learn it unless it is anomalous or drifting."""
+        logs = _logs(sketch)
+        count = sum(c for _, c in logs)
+        if not count:
+            return _NOT_JUDGED
+        if self.n < self.min_batches:
+            self._learn(logs, count)
+            return _NOT_JUDGED
+        sd = math.sqrt(max(self.var, 1e-4))
+        lim = self.clip * sd
+        dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)
+        self.recent.append([dev, float(count)])
+        if len(self.recent) > self.spans:
+            del self.recent[0]
+        best_z, best = -math.inf, (0.0, 1.0)
+        s = m = 0.0
+        for d, k in reversed(self.recent):
+            s += d
+            m += k
+            zz = s / (sd * math.sqrt(m))
+            if zz > best_z:
+                best_z, best = zz, (s, m)
+        s, m = best
+        base = math.exp(self.mean)
+        observed = math.exp(self.mean + s / m)
+        anomalous = best_z >= self.z and observed >= base * self.min_ratio
+        threshold = max(math.exp(self.mean + self.z * sd / math.sqrt(m)), base * self.min_ratio)
+        score = 1.0 - 0.5 * math.erfc(best_z / math.sqrt(2.0))
+        if not anomalous and dev / (sd * math.sqrt(count)) < self.drift_z:
+            self._learn(logs, count)
+        return Judgement(anomalous, observed, base, threshold, score)
+
+    def _learn(self, logs: list[tuple[float, int]], count: int) -> None:
+        mean = sum(y * c for y, c in logs) / count
+        if self.n == 0:
+            self.mean = mean
+            self.var = sum(c * (y - mean) ** 2 for y, c in logs) / max(count - 1, 1)
+        else:
+            a = ew_weight(self.half_life, self.n)
+            lim = self.clip * math.sqrt(max(self.var, 1e-4))
+            sq = sum(c * min((y - self.mean) ** 2, lim * lim) for y, c in logs) / count
+            self.mean += a * (mean - self.mean)
+            self.var += a * (sq - self.var)
+        self.n += 1
+
+
+def _logs(sketch: QuantileSketch) -> list[tuple[float, int]]:
+    """(ln of the bucket's representative value, samples) of each non-empty bucket (zeros left out)."""
+    g = sketch._gamma_ln
+    mid = math.log(2.0 / (1.0 + math.exp(g)))  # the sketch's representative value of bucket k is e^(k g) x this
+    return [(k * g + mid, c) for k, c in sketch.buckets.items() if c > 0]
