@@ -8,7 +8,8 @@ index) can stay under it for an hour. The mean of log latency uses every
 sample (for log-normal latencies it is the most efficient estimate of the
 median), and summed over the last few batches it gathers the evidence a
 ramp spreads over half an hour: a z-test of the summed deviations against
-the route's learned mean and spread, with an effect size (the geometric
+the route's learned mean and spread (the larger of one sample's and what whole batches' means show,
+so latency that moves with load is not read as independent evidence), with an effect size (the geometric
 mean at least ``min_ratio`` x the baseline). Each sample's deviation is
 clipped at ``clip`` standard deviations, so one timeout does not make a
 slowdown.
@@ -27,8 +28,8 @@ Samples are read from the batch's :class:`~detector.windows.sketch.QuantileSketc
 >>> t = LogMeanShift()
 >>> [t.update(batch(1.0)).anomalous for _ in range(60)].count(True)
 0
->>> [t.update(batch(2.0)).anomalous for _ in range(3)]   # twice as slow: found on its third batch
-[False, False, True]
+>>> [t.update(batch(2.0)).anomalous for _ in range(4)]   # twice as slow: found on its fourth batch
+[False, False, False, True]
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class LogMeanShift(Stateful):
     min_ratio
         Effect size: the span's geometric mean over the baseline's.
     spans
-        Batches the longest span holds (each span ends with the newest batch).
+        Batches the longest span holds (each span ends with the newest batch and holds two or more: a
+        batch alone is the level test's to judge, and a blip of one batch is no slowdown).
     half_life
         Batches for the baseline's exponential forgetting.
     min_batches
@@ -67,7 +69,7 @@ class LogMeanShift(Stateful):
     """
 
     __slots__ = ("z", "min_ratio", "spans", "half_life", "min_batches", "clip", "drift_z",
-                 "mean", "var", "n", "recent")
+                 "mean", "var", "bvar", "n", "recent")
 
     def __init__(self, z: float = 4.5, min_ratio: float = 1.5, spans: int = 4, half_life: float = 100.0,
                  min_batches: int = 20, clip: float = 3.0, drift_z: float = 2.0):
@@ -83,6 +85,9 @@ class LogMeanShift(Stateful):
     def _reset(self) -> None:
         self.mean = 0.0  # of ln(latency ms)
         self.var = 0.0  # of one sample's ln(latency), about ``mean``
+        #: of a batch's mean deviation times its samples: ``var`` when samples are independent, more when
+        #: batches differ as wholes (load, time of day), which a sum over samples must not count as evidence
+        self.bvar = 0.0
         self.n = 0  # batches learned
         #: [summed clipped deviations from the mean, samples] of the last ``spans`` batches judged
         self.recent: list[list[float]] = []
@@ -96,19 +101,19 @@ class LogMeanShift(Stateful):
         if self.n < self.min_batches:
             self._learn(logs, count)
             return _NOT_JUDGED
-        sd = math.sqrt(max(self.var, 1e-4))
-        lim = self.clip * sd
+        lim = self.clip * math.sqrt(max(self.var, 1e-4))
         dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)
+        sd = math.sqrt(max(self.var, self.bvar, 1e-4))
         self.recent.append([dev, float(count)])
         if len(self.recent) > self.spans:
             del self.recent[0]
-        best_z, best = -math.inf, (0.0, 1.0)
+        best_z, best = -math.inf, (dev, float(count))
         s = m = 0.0
-        for d, k in reversed(self.recent):
+        for i, (d, k) in enumerate(reversed(self.recent)):
             s += d
             m += k
             zz = s / (sd * math.sqrt(m))
-            if zz > best_z:
+            if i and zz > best_z:  # two batches or more: one batch alone is the level test's to judge
                 best_z, best = zz, (s, m)
         s, m = best
         base = math.exp(self.mean)
@@ -124,13 +129,15 @@ class LogMeanShift(Stateful):
         mean = sum(y * c for y, c in logs) / count
         if self.n == 0:
             self.mean = mean
-            self.var = sum(c * (y - mean) ** 2 for y, c in logs) / max(count - 1, 1)
+            self.var = self.bvar = sum(c * (y - mean) ** 2 for y, c in logs) / max(count - 1, 1)
         else:
             a = ew_weight(self.half_life, self.n)
             lim = self.clip * math.sqrt(max(self.var, 1e-4))
             sq = sum(c * min((y - self.mean) ** 2, lim * lim) for y, c in logs) / count
+            dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)
             self.mean += a * (mean - self.mean)
             self.var += a * (sq - self.var)
+            self.bvar += a * (dev * dev / count - self.bvar)
         self.n += 1
 
 
