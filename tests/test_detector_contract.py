@@ -21,6 +21,7 @@ import pytest
 
 from detector.detectors import detector_classes
 from detector.detectors.base import Stateful, UnivariateDetector
+from detector.windows.sketch import QuantileSketch
 
 # Classes exempt from the contract, with the reason. (None so far.)
 EXCEPTIONS: dict[str, str] = {}
@@ -89,6 +90,19 @@ def _flags(n: int, seed: int) -> list[Any]:
     return [(None if r < 0.05 else bool(r > 0.7),) for r in rng.random(n)]
 
 
+def _batches(n: int, seed: int) -> list[Any]:
+    """Latency batches of a quiet route (3-8 log-normal samples), twice as slow in the middle third."""
+    rng = np.random.default_rng(seed)
+    out: list[Any] = []
+    for i in range(n):
+        sketch = QuantileSketch()
+        slow = 2.0 if n // 3 <= i < 2 * n // 3 else 1.0
+        for x in rng.lognormal(math.log(900.0 * slow), 0.5, int(rng.integers(3, 9))):
+            sketch.add(float(x))
+        out.append((sketch,))
+    return out
+
+
 Feed = Callable[[Any, Any], Any]
 #: class name -> (sample inputs (n, seed), feed one input and return the output)
 DRIVERS: dict[str, tuple[Callable[[int, int], list[Any]], Feed]] = {
@@ -99,6 +113,7 @@ DRIVERS: dict[str, tuple[Callable[[int, int], list[Any]], Feed]] = {
     "BurnRate": (_counts, lambda d, x: d.update(*x)),
     "CountTest": (_traffic, lambda d, x: d.update(*x)),
     "SpendGuard": (_spend, lambda d, x: d.update(*x)),
+    "LogMeanShift": (_batches, lambda d, x: d.update(*x)),
 }
 
 
