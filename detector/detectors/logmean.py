@@ -15,7 +15,8 @@ clipped at ``clip`` standard deviations, so one timeout does not make a
 slowdown.
 
 Samples are read from the batch's :class:`~detector.windows.sketch.QuantileSketch`
-(log-spaced buckets, so the log of each sample is known to 1%).
+(:meth:`~detector.windows.sketch.QuantileSketch.log_values`: log-spaced buckets, so the log of each
+sample is known to 1%).
 
 >>> import random
 >>> from detector.windows.sketch import QuantileSketch
@@ -94,15 +95,15 @@ class LogMeanShift(Stateful):
 
     def update(self, sketch: QuantileSketch) -> Judgement:
         """Judge a batch of latencies (its sketch), then learn it unless it is anomalous or drifting."""
-        logs = _logs(sketch)
+        logs = sketch.log_values()
         count = sum(c for _, c in logs)
         if not count:
             return _NOT_JUDGED
-        if self.n < self.min_batches:
-            self._learn(logs, count)
-            return _NOT_JUDGED
         lim = self.clip * math.sqrt(max(self.var, 1e-4))
-        dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)
+        dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)  # clipped, from the mean
+        if self.n < self.min_batches:
+            self._learn(logs, count, dev, lim)
+            return _NOT_JUDGED
         sd = math.sqrt(max(self.var, self.bvar, 1e-4))
         self.recent.append([dev, float(count)])
         if len(self.recent) > self.spans:
@@ -122,27 +123,19 @@ class LogMeanShift(Stateful):
         threshold = max(math.exp(self.mean + self.z * sd / math.sqrt(m)), base * self.min_ratio)
         score = 1.0 - 0.5 * math.erfc(best_z / math.sqrt(2.0))
         if not anomalous and dev / (sd * math.sqrt(count)) < self.drift_z:
-            self._learn(logs, count)
+            self._learn(logs, count, dev, lim)
         return Judgement(anomalous, observed, base, threshold, score)
 
-    def _learn(self, logs: list[tuple[float, int]], count: int) -> None:
+    def _learn(self, logs: list[tuple[float, int]], count: int, dev: float, lim: float) -> None:
+        """Fold a batch in; ``dev`` is its summed deviation from the mean, each clipped at ``lim``."""
         mean = sum(y * c for y, c in logs) / count
         if self.n == 0:
             self.mean = mean
             self.var = self.bvar = sum(c * (y - mean) ** 2 for y, c in logs) / max(count - 1, 1)
         else:
             a = ew_weight(self.half_life, self.n)
-            lim = self.clip * math.sqrt(max(self.var, 1e-4))
             sq = sum(c * min((y - self.mean) ** 2, lim * lim) for y, c in logs) / count
-            dev = sum(c * min(max(y - self.mean, -lim), lim) for y, c in logs)
             self.mean += a * (mean - self.mean)
             self.var += a * (sq - self.var)
             self.bvar += a * (dev * dev / count - self.bvar)
         self.n += 1
-
-
-def _logs(sketch: QuantileSketch) -> list[tuple[float, int]]:
-    """(ln of the bucket's representative value, samples) of each non-empty bucket (zeros left out)."""
-    g = sketch._gamma_ln
-    mid = math.log(2.0 / (1.0 + math.exp(g)))  # the sketch's representative value of bucket k is e^(k g) x this
-    return [(k * g + mid, c) for k, c in sketch.buckets.items() if c > 0]

@@ -82,6 +82,19 @@ class QuantileSketch:
                 return 2.0 * math.exp(k * self._gamma_ln) / (1.0 + math.exp(self._gamma_ln))
         return 2.0 * math.exp(max(self.buckets) * self._gamma_ln) / (1.0 + math.exp(self._gamma_ln))
 
+    def log_values(self) -> list[tuple[float, int]]:
+        """(ln of the value :meth:`quantile` gives for the bucket, values in it) of each non-empty bucket;
+        zeros are left out.
+
+        >>> s = QuantileSketch()
+        >>> s.add(100.0); s.add(100.0)
+        >>> [(abs(math.exp(y) / 100.0 - 1.0) < 0.01, c) for y, c in s.log_values()]
+        [(True, 2)]
+        """
+        g = self._gamma_ln
+        mid = math.log(2.0 / (1.0 + math.exp(g)))  # the bucket k's value is e^(k g) x 2 / (1 + e^g)
+        return [(k * g + mid, c) for k, c in self.buckets.items() if c > 0]
+
     @property
     def mean(self) -> float:
         """Exact mean of the values added, NaN when empty."""
