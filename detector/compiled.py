@@ -50,6 +50,7 @@ MODULES: tuple[str, ...] = (
     "detector.detectors.canary",
     "detector.detectors.firing",
     "detector.detectors.guard",
+    "detector.detectors.logmean",
     "detector.incidents.engine",
     "detector.incidents.changes",
     "detector.incidents.groups",

@@ -99,7 +99,7 @@ def _batches(n: int, seed: int) -> list[Any]:
         slow = 2.0 if n // 3 <= i < 2 * n // 3 else 1.0
         for x in rng.lognormal(math.log(900.0 * slow), 0.5, int(rng.integers(3, 9))):
             sketch.add(float(x))
-        out.append((sketch,))
+        out.append((sketch, i * 300_000, (i + 1) * 300_000))
     return out
 
 

@@ -27,10 +27,22 @@ sample is known to 1%).
 ...         s.add(800.0 * mult * rng.lognormvariate(0.0, 0.5))
 ...     return s
 >>> t = LogMeanShift()
->>> [t.update(batch(1.0)).anomalous for _ in range(60)].count(True)
+>>> five = 5 * 60_000  # a batch every five minutes
+>>> [t.update(batch(1.0), i * five, (i + 1) * five).anomalous for i in range(60)].count(True)
 0
->>> [t.update(batch(2.0)).anomalous for _ in range(4)]   # twice as slow: found on its fourth batch
+>>> [t.update(batch(2.0), i * five, (i + 1) * five).anomalous for i in range(60, 64)]   # twice as slow
 [False, False, False, True]
+
+Batches hours apart never make one span (``horizon_ms``), and with ``confirm=2`` a span must pass on
+two batches in a row:
+
+>>> u = LogMeanShift(confirm=2)
+>>> _ = [u.update(batch(1.0), i * five, (i + 1) * five) for i in range(60)]
+>>> hour = 3_600_000
+>>> [u.update(batch(3.0), t, t + five).anomalous for t in (10 * hour, 13 * hour, 16 * hour)]
+[False, False, False]
+>>> [u.update(batch(3.0), 16 * hour + i * five, 16 * hour + (i + 1) * five).anomalous for i in (1, 2)]
+[False, True]
 """
 
 from __future__ import annotations
@@ -67,13 +79,22 @@ class LogMeanShift(Stateful):
         Standard deviations at which one sample's deviation is clipped.
     drift_z
         A batch whose own z reaches this is not learned (the start of a ramp is no baseline).
+    horizon_ms
+        A span holds only batches that began within this long of the newest batch's end: a route that
+        goes quiet for hours (or whose batches alternate between this test and another) must not join
+        a batch of this morning to one of this evening.
+    confirm
+        Consecutive batches whose spans must pass the test before one is anomalous (the last
+        ``confirm`` batches each end a span past ``z`` and ``min_ratio``): 2 on a busy route, where a batch
+        comes every minute or two and a blip of two batches can reach any z a few times a week.
     """
 
     __slots__ = ("z", "min_ratio", "spans", "half_life", "min_batches", "clip", "drift_z",
-                 "mean", "var", "bvar", "n", "recent")
+                 "horizon_ms", "confirm", "mean", "var", "bvar", "n", "recent", "streak")
 
     def __init__(self, z: float = 4.5, min_ratio: float = 1.5, spans: int = 4, half_life: float = 100.0,
-                 min_batches: int = 20, clip: float = 3.0, drift_z: float = 2.0):
+                 min_batches: int = 20, clip: float = 3.0, drift_z: float = 2.0, horizon_ms: int = 2 * 3_600_000,
+                 confirm: int = 1):
         self.z = z
         self.min_ratio = min_ratio
         self.spans = spans
@@ -81,6 +102,8 @@ class LogMeanShift(Stateful):
         self.min_batches = min_batches
         self.clip = clip
         self.drift_z = drift_z
+        self.horizon_ms = horizon_ms
+        self.confirm = confirm
         super().__init__()
 
     def _reset(self) -> None:
@@ -90,11 +113,13 @@ class LogMeanShift(Stateful):
         #: batches differ as wholes (load, time of day), which a sum over samples must not count as evidence
         self.bvar = 0.0
         self.n = 0  # batches learned
-        #: [summed clipped deviations from the mean, samples] of the last ``spans`` batches judged
+        #: [summed clipped deviations from the mean, samples, start ms] of the last ``spans`` batches judged
         self.recent: list[list[float]] = []
+        self.streak = 0  # consecutive batches judged whose spans passed the test
 
-    def update(self, sketch: QuantileSketch) -> Judgement:
-        """Judge a batch of latencies (its sketch), then learn it unless it is anomalous or drifting."""
+    def update(self, sketch: QuantileSketch, start: int, end: int) -> Judgement:
+        """Judge a batch of latencies (its sketch; gathered from ``start`` to ``end``, epoch ms), then learn
+        it unless it is anomalous or drifting."""
         logs = sketch.log_values()
         count = sum(c for _, c in logs)
         if not count:
@@ -105,12 +130,17 @@ class LogMeanShift(Stateful):
             self._learn(logs, count, dev, lim)
             return _NOT_JUDGED
         sd = math.sqrt(max(self.var, self.bvar, 1e-4))
-        self.recent.append([dev, float(count)])
-        if len(self.recent) > self.spans:
-            del self.recent[0]
+        recent = self.recent
+        if recent and len(recent[0]) < 3:
+            recent.clear()  # restored from a checkpoint of a version that kept no batch times
+        recent.append([dev, float(count), float(start)])
+        if len(recent) > self.spans:
+            del recent[0]
+        while len(recent) > 1 and recent[0][2] < end - self.horizon_ms:
+            del recent[0]
         best_z, best = -math.inf, (dev, float(count))
         s = m = 0.0
-        for i, (d, k) in enumerate(reversed(self.recent)):
+        for i, (d, k, _) in enumerate(reversed(recent)):
             s += d
             m += k
             zz = s / (sd * math.sqrt(m))
@@ -119,10 +149,12 @@ class LogMeanShift(Stateful):
         s, m = best
         base = math.exp(self.mean)
         observed = math.exp(self.mean + s / m)
-        anomalous = best_z >= self.z and observed >= base * self.min_ratio
+        hit = best_z >= self.z and observed >= base * self.min_ratio
+        self.streak = self.streak + 1 if hit else 0
+        anomalous = hit and self.streak >= self.confirm
         threshold = max(math.exp(self.mean + self.z * sd / math.sqrt(m)), base * self.min_ratio)
         score = 1.0 - 0.5 * math.erfc(best_z / math.sqrt(2.0))
-        if not anomalous and dev / (sd * math.sqrt(count)) < self.drift_z:
+        if not hit and dev / (sd * math.sqrt(count)) < self.drift_z:
             self._learn(logs, count, dev, lim)
         return Judgement(anomalous, observed, base, threshold, score)
 

@@ -57,12 +57,22 @@ RATE_SURE = 1.0 - 1e-7
 #: regression gathers over hours; a tenfold looser level for a few hours after a change costs few false alarms.
 AFTER_CHANGE_MS = 6 * 3_600_000
 REVIEW_ALPHA_AFTER_CHANGE = 1e-3
+#: For this long after a ``change``, the route's error rates are judged at ``ERRORS_ALPHA_AFTER_CHANGE``, a
+#: tenfold looser level than their own (1e-5): a bad prompt, config, tool or index shows in its errors from the
+#: first requests it serves, so two hours cover it (a shorter exposure than the reviews', which come late).
+ERRORS_AFTER_CHANGE_MS = 2 * 3_600_000
+ERRORS_ALPHA_AFTER_CHANGE = 1e-4
 #: A latency batch that took this long to gather its samples (a quiet route's: a request a minute or
-#: fewer) is also judged by the mean of its log latencies with the last few batches (:class:`LogMeanShift`),
-#: which reports as ``latency_p50``. There a second pooled median (persistence) is a quarter of an hour
-#: away and a ramp stays under its threshold for long; batches of a busier route come every minute or two,
-#: where persistence and the level test's CUSUM already serve, and a blip of a few minutes is no incident.
+#: fewer) is judged by the mean of its log latencies with the last few batches (:class:`LogMeanShift`),
+#: which reports as ``latency_p50`` and fires at once: a second pooled median (persistence) is a quarter of
+#: an hour away and a ramp stays under the median's threshold for long. Quicker batches have a log-mean
+#: test of their own (``BUSY_LOGMEAN``): a median of five is as noisy on a route of three requests a minute.
 QUIET_BATCH_MS = 5 * 60_000
+#: The log-mean test of a busier route's batches (gathered in under ``QUIET_BATCH_MS``, one every minute
+#: or few), a test of its own with its own baseline: spans of up to eight batches within twenty minutes (a
+#: ramp's first quarter hour), and a span must pass on two batches in a row (a blip of two batches reaches
+#: any z now and then over a fleet's week; a ramp keeps passing).
+BUSY_LOGMEAN: dict[str, int] = {"spans": 8, "horizon_ms": 20 * 60_000, "confirm": 2}
 #: Latency signals whose pooled value (several quiet windows) fires at once when far past its threshold.
 POOLED_LATENCY = frozenset(("latency_p50", "latency_p95"))
 
@@ -353,25 +363,31 @@ class RouteDetectors:
                 det = st.det(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
-            if w.end - since >= QUIET_BATCH_MS:
-                lm = st.dets.get("latency_logmean")
-                if lm is None:
-                    lm = st.dets["latency_logmean"] = LogMeanShift()
-                assert isinstance(lm, LogMeanShift)
-                r50 = results.get("latency_p50")
-                rl = lm.update(sketch)
-                if rl.anomalous and (r50 is None or not r50.anomalous):
-                    results["latency_p50"] = rl
-                    at_once = True
-                    st.subject["latency_p50"] = "geometric mean"  # what its observed value is
-                elif r50 is not None and r50.anomalous:
-                    st.subject.pop("latency_p50", None)
+            quiet = w.end - since >= QUIET_BATCH_MS
+            key = "latency_logmean" if quiet else "latency_logmean_busy"
+            lm = st.dets.get(key)
+            if lm is None:
+                lm = st.dets[key] = LogMeanShift() if quiet else LogMeanShift(**BUSY_LOGMEAN)
+            assert isinstance(lm, LogMeanShift)
+            r50 = results.get("latency_p50")
+            rl = lm.update(sketch, since, w.end)
+            if rl.anomalous and (r50 is None or not r50.anomalous):
+                results["latency_p50"] = rl
+                at_once = True  # its spans pool batches, and a busy route's test confirmed itself
+                st.subject["latency_p50"] = "geometric mean"  # what its observed value is
+            elif r50 is not None and r50.anomalous:
+                st.subject.pop("latency_p50", None)
         elif sketch.count and st.pending_latency is None:
             st.pending_latency = QuantileSketch()  # a copy: the window's own sketch stays as it was
             st.pending_since = w.start
             st.pending_latency.merge(sketch)
 
+        if w.changes:
+            st.changed_until = max(st.changed_until, w.end + AFTER_CHANGE_MS)
         n = max(w.requests, w.error_count)
+        # changed_until is the last change's window end plus AFTER_CHANGE_MS
+        errors_after_change = w.start < st.changed_until - AFTER_CHANGE_MS + ERRORS_AFTER_CHANGE_MS
+        ealpha = ERRORS_ALPHA_AFTER_CHANGE if errors_after_change else 0.0
         for name, (classes, _) in ERROR_GROUPS.items():
             if not n:
                 results[name] = None
@@ -379,7 +395,7 @@ class RouteDetectors:
             det = st.det(name)
             assert isinstance(det, ProportionTest)
             k = sum([w.errors.get(c, 0) for c in classes]) if w.errors else 0
-            results[name] = det.update(k, n)
+            results[name] = det.update(k, n, ealpha)
         if w.errors_by_tool:
             st.subject["errors_tool"] = max(sorted(w.errors_by_tool), key=w.errors_by_tool.__getitem__)
         per_tool = self._per_tool(st, w)
@@ -389,8 +405,6 @@ class RouteDetectors:
                 st.subject["errors_tool"] = per_tool[0]
                 results["errors_tool"] = per_tool[1]
 
-        if w.changes:
-            st.changed_until = max(st.changed_until, w.end + AFTER_CHANGE_MS)
         reviews = w.review_count
         results["review_rejection_rate"] = None
         if reviews:

@@ -1,0 +1,42 @@
+"""LogMeanShift restored from a checkpoint written before its spans kept batch times.
+
+What it protects: a service that restarts from such a checkpoint (its ``recent`` entries are
+[deviation, samples], without the start time the horizon needs) keeps judging instead of failing on
+the first batch; the old spans are dropped and the learned baseline is kept.
+"""
+
+from __future__ import annotations
+
+import random
+
+from detector.detectors.base import Stateful, decode_state, encode_state
+from detector.detectors.logmean import LogMeanShift
+from detector.windows.sketch import QuantileSketch
+
+FIVE = 5 * 60_000
+
+
+def _batch(rng: random.Random, mult: float) -> QuantileSketch:
+    s = QuantileSketch()
+    for _ in range(5):
+        s.add(800.0 * mult * rng.lognormvariate(0.0, 0.5))
+    return s
+
+
+def test_a_checkpoint_without_batch_times_restores_and_keeps_judging() -> None:
+    rng = random.Random(3)
+    t = LogMeanShift()
+    for i in range(40):
+        t.update(_batch(rng, 1.0), i * FIVE, (i + 1) * FIVE)
+    snap = t.snapshot()
+    state = decode_state(snap["state"])
+    assert all(len(e) == 3 for e in state["recent"]) and state["recent"]
+    state["recent"] = [e[:2] for e in state["recent"]]  # the older layout
+    snap["state"] = encode_state(state)
+    old = Stateful.from_snapshot(snap)
+    assert isinstance(old, LogMeanShift) and old.mean == t.mean and len(old.recent[0]) == 2
+    r = old.update(_batch(rng, 1.0), 40 * FIVE, 41 * FIVE)
+    assert r.judged and not r.anomalous
+    assert [len(e) for e in old.recent] == [3]  # the old spans dropped, the new batch kept with its time
+    found = [old.update(_batch(rng, 3.0), i * FIVE, (i + 1) * FIVE).anomalous for i in range(41, 45)]
+    assert any(found), found  # a slowdown after the restore is still found
