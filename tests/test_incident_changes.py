@@ -180,6 +180,33 @@ def test_settled_full_rollout_is_not_blamed() -> None:
     assert t.explain("r", "tool_failure", 60 * MIN, bad, LOOKBACK) is None
 
 
+def _settled_then_bad(errors_while_healthy: int) -> tuple[ChangeTracker, list[WindowAggregate]]:
+    """A prompt rolled out fully at window 10 (5% errors before, on 200 requests), then 31 quiet windows
+    of three requests each with ``errors_while_healthy`` errors among them (counted healthy: nothing had
+    fired), then two bad windows: the tracker, and the bad windows."""
+    t = ChangeTracker()
+    run(t, [window(i, {"p1": 20}, errors={"p1": 1}) for i in range(10)], [])
+    run(t, [window(10, {"p2": 3}, change=("prompt", "p1", "p2"))], [])
+    run(t, [window(i, {"p2": 3}, errors={"p2": 1 if i - 11 < errors_while_healthy else 0}) for i in range(11, 42)],
+        [])
+    bad = [window(42 + i, {"p2": 20}, errors={"p2": 10}) for i in range(2)]
+    run(t, [], bad)
+    return t, bad
+
+
+def test_a_settled_version_already_hinting_worse_is_blamed_for_bad_output_only() -> None:
+    """A slow type (bad_output: reviews drift up for an hour after a prompt change) blames a settled
+    version whose healthy traffic already hinted at worse (10 errors on 93 requests against 5%: twice the
+    rate, p about 0.03, not below 0.01); a fast type (access) needs it clearly worse, and a version that
+    looked like the old one while healthy is blamed for neither."""
+    t, bad = _settled_then_bad(10)
+    assert t.explain("r", "bad_output", 42 * MIN, bad, LOOKBACK) == {"kind": "prompt", "to_version": "p1"}
+    t, bad = _settled_then_bad(10)
+    assert t.explain("r", "access_privacy", 42 * MIN, bad, LOOKBACK) is None
+    t, bad = _settled_then_bad(4)
+    assert t.explain("r", "bad_output", 42 * MIN, bad, LOOKBACK) is None
+
+
 def test_latency_concentrated_on_new_model() -> None:
     """Performance: the new model's mean latency clearly above the old one's blames the model change."""
     t = ChangeTracker()

@@ -395,7 +395,8 @@ class ChangeTracker:
         When the events name a tool but not its version, the tool itself is
         compared with its traffic before the change. A full rollout that
         then ran healthy for ``settle_ms``, with its healthy traffic no
-        worse than the old versions', is not blamed.
+        worse than the old versions', is not blamed (for ``bad_output``, not even
+        a hint worse: :func:`~detector.incidents.concentration.worse` with ``hint``).
 
         For ``bad_output``, the last change of each kind, while its new version
         still serves, remains a candidate for :data:`STANDING_MS` before the start, if it
@@ -516,7 +517,10 @@ class ChangeTracker:
             # few in-flight requests of a full rollout are noise: compare with its healthy past
             old = old_now if enough(m, old_now) and share(m, old_now, new_all) >= CANARY_SHARE else old_before
             verdict = worse(m, new_all, old)
-            if verdict and self._settled(k, new, c["at"], start_ms) and not worse(m, cur[:_N], old):
+            # (for a slow type, "no worse" means not even a hint of it: reviews that drift up for an hour
+            # after a prompt change are too few to be clearly worse before the incident opens)
+            if verdict and self._settled(k, new, c["at"], start_ms) and not worse(
+                    m, cur[:_N], old, hint=incident_type in STANDING_TYPES):
                 verdict = False  # ran healthy long enough, and no worse while healthy
             verdicts.append(verdict)
             if verdict:

@@ -12,6 +12,13 @@ clearly worse than the old versions'.
 True
 >>> worse("errors", [100, 100, 2, 0, 0, 0, 0.0, 0.0], old)
 False
+
+A hint (``hint=True``) is a looser reading: 4 errors in 100 against 1% is not clearly worse (3 points more,
+p about 0.02), but it is a hint of worse.
+
+>>> few = [100, 100, 4, 0, 0, 0, 0.0, 0.0]
+>>> worse("errors", few, old), worse("errors", few, old, hint=True)
+(False, True)
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
 CANARY_SHARE = 0.2
 #: One-sided Poisson p-value below which a count of bad events is "clearly more".
 P_VALUE = 0.01
+#: The looser reading of :func:`worse` (``hint``): ratio, absolute margin and p-value.
+HINT_RATIO, HINT_MARGIN, HINT_P = 1.5, 0.02, 0.1
 #: Cost per request a prompt's new version must reach, times the old one's, to have made requests longer.
 LONGER_RATIO = 1.2
 
@@ -76,8 +85,11 @@ def enough(name: str, old: list[float]) -> bool:
     return old[den_i] >= (10 if _MEASURES[name][4] else 3)
 
 
-def worse(name: str, new: list[float], old: list[float]) -> bool | None:
-    """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data."""
+def worse(name: str, new: list[float], old: list[float], hint: bool = False) -> bool | None:
+    """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data.
+
+    ``hint``: a looser reading for counts (at least 1.5x, 2 points higher, p-value at most :data:`HINT_P`),
+    for whether a version already looked worse on the little traffic it served before an incident."""
     _, _, ratio, margin, counts = _MEASURES[name]
     num_i, den_i = _den(name, new, old)
     n_new, k_new, n_old, k_old = new[den_i], new[num_i], old[den_i], old[num_i]
@@ -86,8 +98,10 @@ def worse(name: str, new: list[float], old: list[float]) -> bool | None:
             return None
         p_old = (k_old + 0.5) / (n_old + 1.0)
         r_new = k_new / n_new
+        if hint:
+            ratio, margin = HINT_RATIO, HINT_MARGIN
         return (k_new >= 2 and r_new >= ratio * p_old and r_new - p_old >= margin
-                and _poisson_sf(k_new, n_new * p_old) <= P_VALUE)
+                and _poisson_sf(k_new, n_new * p_old) <= (HINT_P if hint else P_VALUE))
     if n_new < 3 or n_old < 3 or k_old <= 0:
         return None
     return (k_new / n_new) >= ratio * (k_old / n_old)

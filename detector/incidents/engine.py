@@ -22,7 +22,7 @@ from typing import Any
 from detector.config import Config, RouteConfig
 from detector.detectors.firing import Firing, iso
 from detector.events import tool_identity
-from detector.incidents.changes import ChangeTracker
+from detector.incidents.changes import STANDING_TYPES, ChangeTracker
 from detector.incidents.commands import Command
 from detector.incidents.containment import recommend
 from detector.incidents.evidence import build_evidence
@@ -355,7 +355,10 @@ class IncidentEngine:
         hint = (o.cause is not None and o.cause[0] == "provider" and not o.shared
                 and self.board.elsewhere(o.cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end,
                                          p_value=HINT_P, min_errors=HINT_MIN))
-        if o.rollback is None and not o.shared and not hint and len(o.windows) <= 3 + LEAD_WINDOWS:
+        # a slow type (reviews) is explained again while it lasts: its evidence on the new version gathers
+        # for an hour after it opens, and a change that is not clearly to blame at first may be later
+        if o.rollback is None and not o.shared and not hint and (len(o.windows) <= 3 + LEAD_WINDOWS
+                                                                   or itype in STANDING_TYPES):
             target = self.changes.explain(w.route, itype, o.started, o.windows, self.lookback_ms)
             # never "roll back" to the version the anomalous traffic is already on (after a revert); a
             # canary's old version carries most of the traffic too, but the new one serves beside it
