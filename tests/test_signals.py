@@ -520,3 +520,34 @@ def test_a_rate_test_judged_at_a_looser_level_keeps_its_evidence() -> None:
         loose.update(0, 1, alpha=1e-3)
     assert len(loose.recent) == loose.max_span  # not cut back to the windows since the hit
     assert loose.recent[-12:-6] == [list(w) for w in windows]
+
+
+def test_an_hour_first_learned_during_an_incident_is_not_trusted_on_its_own() -> None:
+    """A route's latency is 3.8 s at every hour, but its 23:00 hour was first learned during a provider
+    outage whose failed requests returned fast (1.4 s). The next nights' ordinary 3.8 s at 23:00 are
+    judged against the hours around it too, so they are not anomalous (they fired every night before),
+    and the hour heals from them; a real doubling at 23:00 still is."""
+    rng = random.Random(3)
+    d = LevelShift(min_ratio=1.6, z=3.0, cusum_h=12.0, cusum_k=2.0)
+    hour = 60 * MINUTE
+    t = 0
+    for _ in range(22 * 60):  # a first day until 22:00 at 3.8 s
+        d.update(3800.0 * rng.lognormvariate(0.0, 0.1), t, 8)
+        t += MINUTE
+    for _ in range(60):  # 22:00: still ordinary
+        d.update(3800.0 * rng.lognormvariate(0.0, 0.1), t, 8)
+        t += MINUTE
+    for _ in range(60):  # 23:00: the outage hour, fast failures pull the median down
+        d.update(1400.0 * rng.lognormvariate(0.0, 0.1), t, 8)
+        t += MINUTE
+    assert d.slot_n[23] >= d.slot_min and math.exp(d.slot_mean[23]) < 1600
+    for _ in range(23 * 60):  # the next day until 23:00
+        d.update(3800.0 * rng.lognormvariate(0.0, 0.1), t, 8)
+        t += MINUTE
+    assert t % (24 * hour) == 23 * hour
+    night = [d.update(3800.0 * rng.lognormvariate(0.0, 0.1), t + i * MINUTE, 8).anomalous for i in range(60)]
+    assert night.count(True) == 0, night
+    assert math.exp(d.slot_mean[23]) > 2500  # healing (past halfway) from the values its neighbours call normal
+    slow = [d.update(8000.0 * rng.lognormvariate(0.0, 0.1), t + 24 * hour + i * MINUTE, 8).anomalous
+            for i in range(10)]
+    assert slow.count(True) >= 8, slow

@@ -137,8 +137,26 @@ class LevelShift(Stateful):
         return int(ts_ms // 3_600_000) % 24
 
     def _expected(self, ts_ms: int) -> float:
+        """The expected log value at ``ts_ms``: the hour's own level once it has history, else the overall.
+
+        An upward test expects the highest of the hour and its neighbours with history (a downward test
+        the lowest): a value is unusual for its hour only if it is for the hours around it too. An hour
+        whose first history was an incident's (latency that fell while a provider failed requests fast)
+        is not trusted on its own, and heals from the values its neighbours call normal."""
         s = self._slot(ts_ms)
-        return self.slot_mean[s] if self.slot_n[s] >= self.slot_min else self.mean
+        slot_n, slot_mean, need = self.slot_n, self.slot_mean, self.slot_min
+        if slot_n[s] < need:
+            return self.mean
+        mu = slot_mean[s]
+        if self.direction == "both":
+            return mu
+        up = self.direction == "up"
+        for t in ((s + 23) % 24, (s + 1) % 24):
+            if slot_n[t] >= need:
+                v = slot_mean[t]
+                if (v > mu) if up else (v < mu):
+                    mu = v
+        return mu
 
     def evaluate(self, x: float, ts_ms: int, n: int = 1) -> Judgement:
         """Judge ``x`` for the window starting at ``ts_ms``; does not learn.
