@@ -338,10 +338,11 @@ def test_overwhelming_evidence_fires_on_its_first_anomalous_window() -> None:
 
 
 def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 3,
-                        denied: int = 1) -> tuple[int, int, float]:
+                        denied: int = 1, change_at: int | None = None) -> tuple[int, int, float]:
     """A route of ``requests`` requests a minute with no errors, then from ``first_bad`` ``denied`` of them
-    denied every ``bad_every`` windows: the first window its rate test judged anomalous, the first in which
-    it fired, and the rate test's p-value on that first anomalous window."""
+    denied every ``bad_every`` windows (with a prompt ``change`` in window ``change_at``): the first window
+    its rate test judged anomalous, the first in which it fired, and the rate test's p-value on that first
+    anomalous window."""
     rd = RouteDetectors(Config.model_validate({"detectors": {"persistence": 2}}))
     judged: list[Judgement | None] = []
     rd.trace = lambda w, results: judged.append(results.get("errors_access"))
@@ -351,6 +352,8 @@ def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 
     for i in range(n):
         bad = i >= first_bad and (i - first_bad) % bad_every == 0
         w = window(i, rng, requests=requests, errors={"access_denied": denied} if bad else None)
+        if i == change_at:
+            w.changes = [{"kind": "prompt", "from_version": "p1", "to_version": "p2", "ts": i * MINUTE}]
         out = rd.on_window(w)
         r = judged[-1]
         if first_hit < 0 and r is not None and r.anomalous:
@@ -362,13 +365,16 @@ def _quiet_route_errors(first_bad: int, bad_every: int, n: int, requests: int = 
 
 
 def test_a_rate_test_sure_of_its_span_fires_without_waiting_for_a_second_window() -> None:
-    """A rate test's span already needs the excess in min_hot (3) windows, its own persistence: at p < 1e-7
-    (two of a quiet route's three requests a minute denied where none ever were) its first anomalous window
-    fires; weaker evidence (p between 1e-7 and 1e-5: one of the three denied) still waits for a second one."""
+    """A rate test's span already needs the excess in min_hot (3) windows, its own persistence: at its own
+    level (p < 1e-5) its first anomalous window fires, with strong evidence (two of a quiet route's three
+    requests a minute denied where none ever were) and with the least (one of the three). Evidence found only
+    at the looser level that follows a change (p between 1e-5 and 1e-4) still waits for a second window."""
     hit, on, p = _quiet_route_errors(200, 1, 260, requests=3, denied=2)
     assert hit >= 200 and 1e-10 < p < 1e-7 and on == hit  # (below 1e-10 it fired at once before, too)
     hit, on, p = _quiet_route_errors(200, 1, 260, requests=3, denied=1)
-    assert hit >= 200 and 1e-7 <= p < 1e-5 and on == hit + 1
+    assert hit >= 200 and 1e-7 <= p < 1e-5 and on == hit
+    hit, on, p = _quiet_route_errors(200, 1, 260, requests=3, denied=1, change_at=190)
+    assert hit >= 200 and 1e-5 <= p < 1e-4 and on == hit + 1
 
 
 def test_alarm_warm_up_persistence_hysteresis() -> None:

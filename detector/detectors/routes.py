@@ -49,8 +49,10 @@ MAX_TOOLS = 8
 #: A count test's score (1 - p) at which one anomalous window fires without waiting for persistence.
 OVERWHELMING = 1.0 - 1e-10
 #: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
-#: ``min_hot`` windows (its own persistence), so at p < 1e-7 a second window adds a minute, not confidence.
-RATE_SURE = 1.0 - 1e-7
+#: ``min_hot`` windows (its own persistence), so at the error tests' own level (p < 1e-5) a second window
+#: adds a minute (more on a quiet route, whose next window may be empty), not confidence. A span found only
+#: at a looser level (reviews, errors just after a change) still waits for a second window.
+RATE_SURE = 1.0 - 1e-5
 #: For this long after a ``change`` on a route, its reviews are judged at ``REVIEW_ALPHA_AFTER_CHANGE``, the canary
 #: comparison's level, not the review test's own (1e-4): a change is the usual cause of worse outputs, and a
 #: full rollout has no old version beside it to compare with. Reviews are sparse, so the evidence of a slow
@@ -371,10 +373,15 @@ class RouteDetectors:
             assert isinstance(lm, LogMeanShift)
             r50 = results.get("latency_p50")
             rl = lm.update(sketch, since, w.end)
-            if rl.anomalous and (r50 is None or not r50.anomalous):
-                results["latency_p50"] = rl
-                at_once = True  # its spans pool batches, and a busy route's test confirmed itself
-                st.subject["latency_p50"] = "geometric mean"  # what its observed value is
+            if rl.anomalous:
+                # its spans pool batches, and a busy route's test confirmed itself: no persistence, also
+                # when the pooled median agrees (two tests, not a second batch a quarter of an hour away)
+                at_once = True
+                if r50 is None or not r50.anomalous:
+                    results["latency_p50"] = rl
+                    st.subject["latency_p50"] = "geometric mean"  # what its observed value is
+                else:
+                    st.subject.pop("latency_p50", None)
             elif r50 is not None and r50.anomalous:
                 st.subject.pop("latency_p50", None)
         elif sketch.count and st.pending_latency is None:
