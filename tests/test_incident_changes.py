@@ -433,3 +433,34 @@ def test_settled_version_with_later_unrelated_failures_is_not_blamed() -> None:
     bad = [window(60 + i, {"c2": 20}, errors={"c2": 8}, field="config_version") for i in range(2)]
     run(t, [], bad)
     assert t.explain("r", "access_privacy", 60 * MIN, bad, LOOKBACK) is None
+
+
+def _release_then_errors(clean: int, lead_errors: int = 0) -> tuple[ChangeTracker, list[WindowAggregate]]:
+    """A config released at window 10 on a route of 20 requests a minute (1 error in 100 before), ``clean``
+    windows of it without an error, two windows whose errors came before anything fired (observed healthy:
+    the incident's lead, ``lead_errors`` errors each), then two firing windows at 25%: the tracker, and the
+    incident's windows (lead and firing)."""
+    t = ChangeTracker()
+    run(t, [window(i, {"c1": 20}, errors={"c1": 1 if i % 5 == 0 else 0}, field="config_version")
+            for i in range(10)], [])
+    run(t, [window(10, {"c2": 20}, field="config_version", change=("config", "c1", "c2"))], [])
+    end = 11 + clean
+    run(t, [window(i, {"c2": 20}, field="config_version") for i in range(11, end)], [])
+    lead = [window(end + i, {"c2": 20}, errors={"c2": lead_errors}, field="config_version") for i in range(2)]
+    run(t, lead, [])
+    bad = [window(end + 2 + i, {"c2": 20}, errors={"c2": 5}, field="config_version") for i in range(2)]
+    run(t, [], bad)
+    return t, lead + bad
+
+
+def test_a_release_that_served_hundreds_of_clean_requests_is_not_blamed_for_errors_that_follow() -> None:
+    """A provider outage minutes after an unrelated config release: the release served 160 requests
+    without an error first (8 minutes, well short of the 30 that settle a rollout by time), so the errors
+    that follow are not its doing. Released a minute before the errors, it is blamed (20 requests prove
+    nothing); and the incident's own first windows, observed healthy before it fired, are no part of the
+    clean traffic (with 5 errors each they would otherwise hide among 200 requests)."""
+    t, incident = _release_then_errors(clean=8, lead_errors=5)
+    assert t.explain("r", "performance", incident[0].start, incident, LOOKBACK) is None
+    t, incident = _release_then_errors(clean=1, lead_errors=5)
+    assert t.explain("r", "performance", incident[0].start, incident, LOOKBACK) == {
+        "kind": "config", "to_version": "c1"}

@@ -53,7 +53,7 @@ True
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detector.events import CHANGE_KINDS, tool_identity
@@ -61,6 +61,7 @@ from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough
 from detector.windows.aggregate import (
     OTHER,
     V_EVENTS,
+    V_REQUESTS,
     V_REVIEWS,
     WindowAggregate,
 )
@@ -81,6 +82,9 @@ _N = 8
 #: for which incident types (bad output drifts in slowly, as reviewers reject more and more).
 STANDING_MS = 86_400_000
 STANDING_TYPES = frozenset(("bad_output",))
+#: Requests a change's new version must serve before an incident, without a hint of it, to be cleared of
+#: it however soon after the change it began (see :meth:`ChangeTracker._verdict`).
+SETTLE_REQUESTS = 100
 #: Share of the traffic since the last change above which a version is part of a split, not new.
 SPLIT_SHARE = 0.1
 #: Change kinds most likely to cause each incident type, best first. The
@@ -465,7 +469,7 @@ class ChangeTracker:
             kind, new = c["kind"], c["to_version"]
             if new is None or new == c["from_version"]:
                 continue
-            verdict = self._verdict(r, key, c, incident_type, unseen, start_ms)
+            verdict = self._verdict(r, key, c, incident_type, unseen, start_ms, anomalous)
             if verdict is False or (verdict is None and c["at"] < start_ms - self.near_ms):
                 continue
             if id(c) in standing and not (verdict and self._drifted(r, key, c, incident_type)):
@@ -481,8 +485,12 @@ class ChangeTracker:
         return None if best is None else best[1]
 
     def _verdict(self, r: _Route, key: str, c: dict[str, Any], incident_type: str,
-                 unseen: list[WindowAggregate], start_ms: int) -> bool | None:
-        """True when the bad measure sits on the change's new version, False when not, None: untestable."""
+                 unseen: list[WindowAggregate], start_ms: int,
+                 anomalous: Sequence[WindowAggregate] = ()) -> bool | None:
+        """True when the bad measure sits on the change's new version, False when not, None: untestable.
+
+        ``unseen``: the incident's windows not observed yet; ``anomalous``: all of them (those observed as
+        healthy before it fired are no part of the new version's traffic before the incident)."""
         k = r.kinds.get(key)
         kind, new = c["kind"], str(c["to_version"])
         post = {v: list(st) for v, st in k.post.items()} if k is not None else {}
@@ -501,6 +509,16 @@ class ChangeTracker:
         bare = new not in (c["to_version"], None)
         cur = post[new]
         new_all = [cur[i] + cur[_N + i] for i in range(_N)]
+        # the new version's traffic before the incident: its healthy windows less the incident's own first
+        # windows, observed healthy before it fired (its lead, and a first anomalous window held for persistence)
+        before = cur[:_N]
+        spans = r.healthy_spans
+        for w in anomalous:
+            if w.end <= r.last_ms and any(spans[i] <= w.start and w.end <= spans[i + 1]
+                                          for i in range(len(spans) - 2, -1, -2)):
+                early = _split(kind, w.versions.get(kind, {})).get(key, {}).get(new)
+                if early is not None:
+                    before = [max(0.0, before[i] - early[i]) for i in range(_N)]
         old_now = _sum(([st[i] + st[_N + i] for i in range(_N)] for v, st in post.items() if v != new))
         old_before = _sum(st for v, st in base.items() if v != new or bare)
         if kind == "prompt" and incident_type == "performance":
@@ -522,6 +540,12 @@ class ChangeTracker:
             if verdict and self._settled(k, new, c["at"], start_ms) and not worse(
                     m, cur[:_N], old, hint=incident_type in STANDING_TYPES):
                 verdict = False  # ran healthy long enough, and no worse while healthy
+            elif (verdict and incident_type not in STANDING_TYPES and before[V_REQUESTS] >= SETTLE_REQUESTS
+                  and not worse(m, before, old, hint=True)):
+                # served a hundred requests before the incident without a hint of it: a bad prompt, config,
+                # model, tool or index fails from its first requests (an outage that strikes minutes after an
+                # unrelated release is not the release's doing); reviewers' rejections drift up for hours
+                verdict = False
             verdicts.append(verdict)
             if verdict:
                 return True

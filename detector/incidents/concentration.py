@@ -59,8 +59,10 @@ _MEASURES: dict[str, tuple[int, int, float, float, bool]] = {
 CANARY_SHARE = 0.2
 #: One-sided Poisson p-value below which a count of bad events is "clearly more".
 P_VALUE = 0.01
-#: The looser reading of :func:`worse` (``hint``): ratio, absolute margin and p-value.
+#: The looser reading of :func:`worse` (``hint``): ratio, absolute margin and p-value for counts, and the
+#: ratio of means (latency, cost).
 HINT_RATIO, HINT_MARGIN, HINT_P = 1.5, 0.02, 0.1
+HINT_MEAN_RATIO = 1.2
 #: Cost per request a prompt's new version must reach, times the old one's, to have made requests longer.
 LONGER_RATIO = 1.2
 
@@ -88,8 +90,9 @@ def enough(name: str, old: list[float]) -> bool:
 def worse(name: str, new: list[float], old: list[float], hint: bool = False) -> bool | None:
     """True when ``new`` is clearly worse than ``old`` on measure ``name``; None without enough data.
 
-    ``hint``: a looser reading for counts (at least 1.5x, 2 points higher, p-value at most :data:`HINT_P`),
-    for whether a version already looked worse on the little traffic it served before an incident."""
+    ``hint``: a looser reading (for counts at least 1.5x, 2 points higher, p-value at most :data:`HINT_P`; for
+    means :data:`HINT_MEAN_RATIO`), for whether a version already looked worse on the traffic it served before
+    an incident."""
     _, _, ratio, margin, counts = _MEASURES[name]
     num_i, den_i = _den(name, new, old)
     n_new, k_new, n_old, k_old = new[den_i], new[num_i], old[den_i], old[num_i]
@@ -104,7 +107,7 @@ def worse(name: str, new: list[float], old: list[float], hint: bool = False) -> 
                 and _poisson_sf(k_new, n_new * p_old) <= (HINT_P if hint else P_VALUE))
     if n_new < 3 or n_old < 3 or k_old <= 0:
         return None
-    return (k_new / n_new) >= ratio * (k_old / n_old)
+    return (k_new / n_new) >= (HINT_MEAN_RATIO if hint else ratio) * (k_old / n_old)
 
 
 def longer(new: list[float], old: list[float]) -> bool | None:
