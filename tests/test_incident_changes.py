@@ -435,22 +435,24 @@ def test_settled_version_with_later_unrelated_failures_is_not_blamed() -> None:
     assert t.explain("r", "access_privacy", 60 * MIN, bad, LOOKBACK) is None
 
 
-def _release_then_errors(clean: int, lead_errors: int = 0) -> tuple[ChangeTracker, list[WindowAggregate]]:
-    """A config released at window 10 on a route of 20 requests a minute (1 error in 100 before), ``clean``
-    windows of it without an error, two windows whose errors came before anything fired (observed healthy:
-    the incident's lead, ``lead_errors`` errors each), then two firing windows at 25%: the tracker, and the
-    incident's windows (lead and firing)."""
+def _release(per_min: int, clean: int, onset_errors: int, errors: int,
+             onset_in_incident: bool) -> tuple[ChangeTracker, list[WindowAggregate]]:
+    """A config released at window 10 on a route of ``per_min`` requests a minute (one error in ten minutes
+    before), ``clean`` windows of it without an error, two windows of ``onset_errors`` errors each observed
+    healthy (nothing had fired yet), then two firing windows of ``errors`` errors each: the tracker, and the
+    incident's windows (the onset's among them when ``onset_in_incident``: the incident's lead)."""
     t = ChangeTracker()
-    run(t, [window(i, {"c1": 20}, errors={"c1": 1 if i % 5 == 0 else 0}, field="config_version")
+    run(t, [window(i, {"c1": per_min}, errors={"c1": 1 if i % 10 == 0 else 0}, field="config_version")
             for i in range(10)], [])
-    run(t, [window(10, {"c2": 20}, field="config_version", change=("config", "c1", "c2"))], [])
+    run(t, [window(10, {"c2": per_min}, field="config_version", change=("config", "c1", "c2"))], [])
     end = 11 + clean
-    run(t, [window(i, {"c2": 20}, field="config_version") for i in range(11, end)], [])
-    lead = [window(end + i, {"c2": 20}, errors={"c2": lead_errors}, field="config_version") for i in range(2)]
-    run(t, lead, [])
-    bad = [window(end + 2 + i, {"c2": 20}, errors={"c2": 5}, field="config_version") for i in range(2)]
+    run(t, [window(i, {"c2": per_min}, field="config_version") for i in range(11, end)], [])
+    onset = [window(end + i, {"c2": per_min}, errors={"c2": onset_errors}, field="config_version")
+             for i in range(2)]
+    run(t, onset, [])
+    bad = [window(end + 2 + i, {"c2": per_min}, errors={"c2": errors}, field="config_version") for i in range(2)]
     run(t, [], bad)
-    return t, lead + bad
+    return t, onset + bad if onset_in_incident else bad
 
 
 def test_a_release_that_served_hundreds_of_clean_requests_is_not_blamed_for_errors_that_follow() -> None:
@@ -459,8 +461,19 @@ def test_a_release_that_served_hundreds_of_clean_requests_is_not_blamed_for_erro
     that follow are not its doing. Released a minute before the errors, it is blamed (20 requests prove
     nothing); and the incident's own first windows, observed healthy before it fired, are no part of the
     clean traffic (with 5 errors each they would otherwise hide among 200 requests)."""
-    t, incident = _release_then_errors(clean=8, lead_errors=5)
+    t, incident = _release(20, clean=8, onset_errors=5, errors=5, onset_in_incident=True)
     assert t.explain("r", "performance", incident[0].start, incident, LOOKBACK) is None
-    t, incident = _release_then_errors(clean=1, lead_errors=5)
+    t, incident = _release(20, clean=1, onset_errors=5, errors=5, onset_in_incident=True)
     assert t.explain("r", "performance", incident[0].start, incident, LOOKBACK) == {
         "kind": "config", "to_version": "c1"}
+
+
+def test_a_release_clearly_better_before_the_incident_than_during_it_is_not_blamed() -> None:
+    """Fewer than a hundred requests, and the incident's own onset counted among them: a release that
+    served 56 requests cleanly (then 6 errors in 16 as the outage began, then half its requests failing) is
+    not blamed, as even half the incident's rate would have given more than 6 errors in its 72 requests.
+    A release failing from its first requests is blamed."""
+    t, bad = _release(8, clean=6, onset_errors=3, errors=4, onset_in_incident=False)
+    assert t.explain("r", "performance", bad[0].start, bad, LOOKBACK) is None
+    t, bad = _release(8, clean=0, onset_errors=3, errors=4, onset_in_incident=False)
+    assert t.explain("r", "performance", bad[0].start, bad, LOOKBACK) == {"kind": "config", "to_version": "c1"}

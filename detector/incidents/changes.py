@@ -57,7 +57,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detector.events import CHANGE_KINDS, tool_identity
-from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough, longer, share, worse
+from detector.incidents.concentration import CANARY_SHARE, TYPE_MEASURES, enough, longer, share, sudden, worse
 from detector.windows.aggregate import (
     OTHER,
     V_EVENTS,
@@ -540,11 +540,13 @@ class ChangeTracker:
             if verdict and self._settled(k, new, c["at"], start_ms) and not worse(
                     m, cur[:_N], old, hint=incident_type in STANDING_TYPES):
                 verdict = False  # ran healthy long enough, and no worse while healthy
-            elif (verdict and incident_type not in STANDING_TYPES and before[V_REQUESTS] >= SETTLE_REQUESTS
-                  and not worse(m, before, old, hint=True)):
-                # served a hundred requests before the incident without a hint of it: a bad prompt, config,
-                # model, tool or index fails from its first requests (an outage that strikes minutes after an
-                # unrelated release is not the release's doing); reviewers' rejections drift up for hours
+            elif verdict and incident_type not in STANDING_TYPES and (
+                    (before[V_REQUESTS] >= SETTLE_REQUESTS and not worse(m, before, old, hint=True))
+                    or sudden(m, before, cur[_N:])):
+                # served a hundred requests before the incident without a hint of it, or clearly better
+                # than during it: a bad prompt, config, model, tool or index fails from its first requests
+                # (an outage that strikes minutes after an unrelated release is not the release's doing);
+                # reviewers' rejections drift up for hours
                 verdict = False
             verdicts.append(verdict)
             if verdict:

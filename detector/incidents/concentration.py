@@ -36,7 +36,7 @@ from detector.windows.aggregate import (
     V_REVIEWS,
 )
 
-__all__ = ["TYPE_MEASURES", "CANARY_SHARE", "P_VALUE", "LONGER_RATIO", "worse", "enough", "share", "longer"]
+__all__ = ["TYPE_MEASURES", "CANARY_SHARE", "P_VALUE", "LONGER_RATIO", "worse", "enough", "share", "longer", "sudden"]
 
 #: The "bad measure" of each incident type, tried in order.
 TYPE_MEASURES: dict[str, tuple[str, ...]] = {
@@ -108,6 +108,41 @@ def worse(name: str, new: list[float], old: list[float], hint: bool = False) -> 
     if n_new < 3 or n_old < 3 or k_old <= 0:
         return None
     return (k_new / n_new) >= (HINT_MEAN_RATIO if hint else ratio) * (k_old / n_old)
+
+
+#: :func:`sudden`: the lower-tail p-value, the fewest requests (counts) or samples (means) before the incident,
+#: and how many times the mean before the incident the incident's must be.
+SUDDEN_P, SUDDEN_MIN_COUNTS, SUDDEN_MIN_MEANS, SUDDEN_RATIO = 1e-3, 20, 30, 1.5
+
+
+def sudden(name: str, before: list[float], during: list[float]) -> bool:
+    """Whether a version's traffic before an incident (``before``) rules out that it had the incident's level
+    (``during``) from its first requests, on measure ``name``: for counts, even half the incident's rate is
+    unlikely to have given so few bad events (lower binomial tail below :data:`SUDDEN_P`); for means, the
+    incident's is :data:`SUDDEN_RATIO` times the mean before, on enough samples. A bad prompt, config, model,
+    tool or index fails from its first requests: one that served cleanly and then failed, as the provider's
+    other routes did, did not cause it. The window of the onset may sit in ``before``; it dilutes, not hides.
+
+    >>> clean, bad = [150, 150, 3, 0, 0, 0, 0.0, 0.0], [60, 60, 14, 0, 0, 0, 0.0, 0.0]
+    >>> sudden("errors", clean, bad), sudden("errors", [150, 150, 30, 0, 0, 0, 0.0, 0.0], bad)
+    (True, False)
+    >>> sudden("errors", [8, 8, 0, 0, 0, 0, 0.0, 0.0], bad)  # eight clean requests prove nothing
+    False
+    """
+    num_i, den_i, _, _, counts = _MEASURES[name]
+    n_b, x_b, n_a, x_a = before[den_i], before[num_i], during[den_i], during[num_i]
+    if not counts:
+        return n_b >= SUDDEN_MIN_MEANS and n_a >= 3 and x_b > 0 and x_a / n_a >= SUDDEN_RATIO * x_b / n_b
+    if n_b < SUDDEN_MIN_COUNTS or n_a <= 0 or x_a < 3:
+        return False
+    rate = min(0.5 * x_a / n_a, 0.5)
+    n, k = int(n_b), int(min(x_b, n_b))
+    if k >= rate * n:
+        return False
+    head, lp, lq = math.lgamma(n + 1), math.log(rate), math.log1p(-rate)
+    tail = sum(math.exp(head - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+               for i in range(k + 1))
+    return tail < SUDDEN_P
 
 
 def longer(new: list[float], old: list[float]) -> bool | None:
