@@ -19,7 +19,7 @@ import pytest
 
 from detector.scenarios.fleet import FLEET_START_MS, KINDS, expected_events, make_fleet, route_rates
 from detector.scenarios.fleet_generate import _fleet_label, generate_fleet
-from detector.scenarios.fleet_plan import FleetInjection, FleetPlan, make_fleet_plan
+from detector.scenarios.fleet_plan import FleetChange, FleetInjection, FleetPlan, make_fleet_plan
 from detector.scenarios.model import INCIDENT_TYPES, Label, Scenario, read_labels, write_scenario
 from detector.scenarios.plan import GAP_MIN
 from detector.scenarios.score import aggregate, score
@@ -513,3 +513,14 @@ def test_bench_fleet_suite(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"{batch} (batch) performance sev=critical signal=traffic_stop detected 2025-03-07 02:00 Fri" in line
     assert "by route kind: batch 1 (2 routes)" in text and "by weekday: Fri 1" in text
     assert bench.main(["--routes", "8"], out=io.StringIO()) == 2  # --routes is for the fleet only
+
+
+def test_a_change_to_the_version_already_serving_expects_no_rollback() -> None:
+    """The planner may plan a model upgrade on a route a canary already moved to that model (seed 1101,
+    invoice-extract: gemini-1.5-flash-002 -> gemini-1.5-flash-002). Such a change changes nothing: its
+    label expects no rollback (the only target would be the version failing); a real change still does."""
+    inj = FleetInjection("r", "performance", "model_snapshot", 0, 60 * 60_000, signal="latency")
+    inj.change = FleetChange(0, "r", "model", "cause", from_version="m-002", to_version="m-002")
+    assert _fleet_label(inj, None).rollback is None
+    inj.change = FleetChange(0, "r", "model", "cause", from_version="m-001", to_version="m-002")
+    assert _fleet_label(inj, None).rollback == {"kind": "model", "to_version": "m-001"}
