@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import Config, load_config
+from detector.ingest.decode import parse_ts
 from detector.pipeline import Pipeline
 from detector.replay import read_lines, summary
 from detector.windows.windower import MIN_VOTES
@@ -313,7 +314,9 @@ def test_three_events_ahead_on_the_only_route_do_not_move_stream_time() -> None:
 
 def test_one_pod_in_twenty_with_a_clock_ten_minutes_ahead_blinds_nobody() -> None:
     """One producer of twenty on the same route stamps its events ten minutes ahead (5% of the traffic):
-    it used to carry the route's clock and stream time, and 1,708 of 1,845 events came late."""
+    it used to carry the route's clock and stream time, and 1,708 of 1,845 events came late. Now none is
+    late and the same incident opens, at most a minute later (its errors among the 5% moved later, the rate
+    test's first anomalous window, which fires at once, may be the next one)."""
     lines = []
     for i, raw in enumerate(LINES):
         d = json.loads(raw)
@@ -322,7 +325,12 @@ def test_one_pod_in_twenty_with_a_clock_ten_minutes_ahead_blinds_nobody() -> Non
         lines.append(json.dumps(d).encode())
     pipe, got = run(lines)
     assert pipe.stats.late == 0
-    assert opened(got) == opened(CLEAN)
+    assert [o[1:] for o in opened(got)] == [o[1:] for o in opened(CLEAN)]
+    detected = [parse_ts(i["detected_at"]) for i in got if i["event"] == "opened"]
+    clean = [parse_ts(i["detected_at"]) for i in CLEAN if i["event"] == "opened"]
+    assert detected and all(c is not None and d is not None and c <= d <= c + MIN
+                            for d, c in zip(detected, clean, strict=True)), (
+        detected, clean)
 
 
 def test_repeated_copies_of_one_event_neither_start_nor_jump_stream_time() -> None:
