@@ -82,8 +82,13 @@ ALPHA = 1e-3
 #: half-life (windows), and at most this many requests of it are carried into a comparison.
 HISTORY_HALF_LIFE = 360.0
 HISTORY_REQUESTS = 5000.0
-#: Welch's t on log latency above which the new version is slower.
+#: Welch's t on log latency above which the new version is slower (on MIN_LATENCY samples or more a side).
 LATENCY_T = 5.0
+#: With fewer samples of the new version (down to the first key), the t its degrees of freedom need for the
+#: same one-sided level as LATENCY_T on MIN_LATENCY samples (p 7.8e-4): Student's t quantiles,
+#: ``scipy.special.stdtrit(n - 1, 1 - 7.8e-4)``. A new version twice as slow shows on its fifth to seventh
+#: request, not its eighth.
+LATENCY_T_FEW = {5: 7.66, 6: 6.23, 7: 5.47}
 #: Effect sizes: rate ratio and difference (errors, reviews), latency and cost ratios.
 RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
 LATENCY_RATIO, COST_RATIO = 1.5, 2.5
@@ -256,14 +261,14 @@ def _rates(k1: float, n1: float, k0: float, n0: float, delta: float) -> Judgemen
 
 def _latency(new: list[float], old: list[float]) -> Judgement:
     n1, n0 = new[V_LAT_N], old[V_LAT_N]
-    if n1 < MIN_LATENCY or n0 < MIN_LATENCY:
+    if n1 < min(LATENCY_T_FEW) or n0 < MIN_LATENCY:
         return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
     m1, m0 = new[V_LOG_SUM] / n1, old[V_LOG_SUM] / n0
     v1 = max(new[V_LOG_SQ] / n1 - m1 * m1, 1e-6) * n1 / (n1 - 1)
     v0 = max(old[V_LOG_SQ] / n0 - m0 * m0, 1e-6) * n0 / (n0 - 1)
     t = (m1 - m0) / math.sqrt(v1 / n1 + v0 / n0)
     g1, g0 = math.exp(m1), math.exp(m0)
-    anomalous = t >= LATENCY_T and g1 >= LATENCY_RATIO * g0
+    anomalous = t >= LATENCY_T_FEW.get(int(n1), LATENCY_T) and g1 >= LATENCY_RATIO * g0
     return Judgement(anomalous, g1, g0, LATENCY_RATIO * g0, min(1.0, max(0.0, t / (2 * LATENCY_T))))
 
 
