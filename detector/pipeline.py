@@ -92,8 +92,9 @@ class DetectorStage(Protocol):
         from each (none of them fires)."""
         ...
 
-    def heighten(self, route: str, until_ms: int) -> None:
-        """Watch a route harder until ``until_ms`` (an incident on it just resolved)."""
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+        """Watch a route's signals of ``incident_type`` (None: all) harder until ``until_ms`` (an incident of
+        that type on it just resolved)."""
         ...
 
     def snapshot(self) -> dict[str, Any]: ...
@@ -164,7 +165,7 @@ class NullDetectors:
     def on_empty_run(self, run: EmptyRun) -> None:
         return None
 
-    def heighten(self, route: str, until_ms: int) -> None:
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -561,7 +562,7 @@ class Pipeline:
         found = eng.on_window(w, firings) if not isinstance(eng, IncidentEngine) else eng.on_window(w, firings)
         for inc in found:
             if inc["event"] == "resolved":  # restored: watch the route harder for a while
-                self.detectors.heighten(route, w.end + self._heightened_ms)
+                self.detectors.heighten(route, w.end + self._heightened_ms, inc["incident_type"])
         if not firings and not found and self._sleepy and self._quiet(route):
             self.windower.sleep(route)
         return found
@@ -615,7 +616,7 @@ class Pipeline:
             self.stats.incidents[inc["event"]] += 1
             if inc["event"] == "resolved":
                 w = self.windower
-                self.detectors.heighten(inc["route"], (w.closed_end or 0) + self._heightened_ms)
+                self.detectors.heighten(inc["route"], (w.closed_end or 0) + self._heightened_ms, inc["incident_type"])
         return out
 
     # -- per-route checkpoints (the service) -------------------------------------------

@@ -296,10 +296,11 @@ def test_persistence_and_hysteresis_through_the_route(monkeypatch: pytest.Monkey
     assert on[last_hit + 4] and not any(on[last_hit + 5 :])
 
 
-def _burst_hit_and_firing(cfg: Config, n: int, heighten_until: int | None = None) -> tuple[int, int]:
+def _burst_hit_and_firing(cfg: Config, n: int, heighten_until: int | None = None,
+                          heighten_type: str | None = None) -> tuple[int, int]:
     """Half of a busy route's requests failing from window 300: the first window judged anomalous (a hit
-    on the errors_validation alarm) and the first in which it fired; ``heighten_until`` watches the route
-    harder from window 1."""
+    on the errors_validation alarm) and the first in which it fired; ``heighten_until`` watches the route's
+    signals of ``heighten_type`` (None: all) harder from window 1."""
     rd = RouteDetectors(cfg)
     rng = random.Random(0)
     first_hit = first_on = -1
@@ -308,7 +309,7 @@ def _burst_hit_and_firing(cfg: Config, n: int, heighten_until: int | None = None
         if i >= 300:
             w.errors = {"validation_error": 100}
         if i == 1 and heighten_until is not None:
-            rd.heighten(ROUTE, heighten_until)
+            rd.heighten(ROUTE, heighten_until, heighten_type)
         out = rd.on_window(w)
         if first_hit < 0 and rd.routes[ROUTE].alarms["errors_validation"].hits > 0:
             first_hit = i
@@ -326,6 +327,19 @@ def test_heightened_monitoring_fires_on_the_first_anomalous_window(monkeypatch: 
     hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=400 * MINUTE)
     assert on == hit  # heightened: the first anomalous window fires
     hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=100 * MINUTE)  # the period ended long before
+    assert on == hit + 1
+
+
+def test_heightened_monitoring_watches_only_the_type_that_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a bad_output incident resolves, its own signals (validation errors) fire on one anomalous
+    window; after a performance incident, they still wait for a second. On the fleet scenarios every false
+    latency incident of a 6-sample median blip came within the hour after another type's incident resolved."""
+    monkeypatch.setattr(routes_module, "OVERWHELMING", 2.0)
+    monkeypatch.setattr(routes_module, "RATE_SURE", 2.0)
+    cfg = Config.model_validate({"detectors": {"persistence": 2, "clear_after": 5}})
+    hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=400 * MINUTE, heighten_type="bad_output")
+    assert on == hit
+    hit, on = _burst_hit_and_firing(cfg, 400, heighten_until=400 * MINUTE, heighten_type="performance")
     assert on == hit + 1
 
 

@@ -37,7 +37,7 @@ class Collect:
     def on_evict(self, route: str) -> None:
         self.evicted.append(route)
 
-    def heighten(self, route: str, until_ms: int) -> None:
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
         return None
 
     def snapshot(self) -> dict:

@@ -160,8 +160,12 @@ class _RouteState:
         self.pending_cost: list[float] | None = None
         #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
         self.tools: dict[str, ProportionTest] = {}
-        #: Until this event time the route is watched harder: one anomalous window fires.
+        #: Until this event time the route is watched harder: one anomalous window fires (the latest of
+        #: ``heightened``, for a quick check).
         self.heightened_until = 0
+        #: incident type -> until when its signals are watched harder (an incident of that type resolved;
+        #: "*": every type, from a checkpoint that kept no types)
+        self.heightened: dict[str, int] = {}
         #: Creation stamp (set by RouteDetectors): per-route restores sort on it to keep the dict order.
         self.seq = 0
         #: signal -> its last anomalous judgement was weak (see Firing.weak)
@@ -182,6 +186,7 @@ class _RouteState:
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
             "heightened_until": self.heightened_until,
+            "heightened": self.heightened,
             "weak": self.weak,
             "canary": self.canary.to_dict(),
             "rollback": list(self.rollback) if self.rollback else None,
@@ -201,6 +206,9 @@ class _RouteState:
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
         self.heightened_until = d.get("heightened_until", 0)
+        kinds = d.get("heightened")
+        self.heightened = ({str(k): int(v) for k, v in kinds.items()} if isinstance(kinds, dict)
+                           else {"*": int(self.heightened_until)} if self.heightened_until else {})
         self.weak = dict(d.get("weak", {}))
         self.canary = CanaryWatch.from_dict(d.get("canary", {}))
         rb = d.get("rollback")
@@ -302,11 +310,15 @@ class RouteDetectors:
             if last:
                 last.pop(name, None)
 
-    def heighten(self, route: str, until_ms: int) -> None:
-        """Watch a route harder until ``until_ms`` (after an incident resolves): no persistence."""
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+        """Watch a route's signals of ``incident_type`` (None: every signal) harder until ``until_ms`` (after
+        an incident of that type resolves): no persistence. A blip of latency after a review incident is no
+        sign of the reviews coming back."""
         st = self.routes.get(route)
         if st is not None:
             st.heightened_until = max(st.heightened_until, until_ms)
+            key = incident_type or "*"
+            st.heightened[key] = max(st.heightened.get(key, 0), until_ms)
 
     def snapshot(self) -> dict[str, Any]:
         return {"routes": {r: encode_state(s.snapshot()) for r, s in self.routes.items()}}
@@ -537,7 +549,8 @@ class RouteDetectors:
         away); one far past its threshold (:func:`_far_beyond`) fires without waiting for it, as does a
         ``latency_p50`` the log-mean test found (``at_once``)."""
         out: list[Firing] = []
-        need = 1 if w.end <= st.heightened_until else None
+        heightened = st.heightened if w.end <= st.heightened_until else None
+        need: int | None = None
         alarms = st.alarms
         last = st.last
         for name in st.order:
@@ -552,6 +565,9 @@ class RouteDetectors:
                                         else r.score >= OVERWHELMING and isinstance(det, CountTest)
                                         or pooled and name in POOLED_LATENCY and _far_beyond(r)
                                         or at_once and name == "latency_p50")
+                if heightened is not None:  # only the signals of a type that resolved lately
+                    need = 1 if w.end <= max(heightened.get("*", 0),
+                                             heightened.get(_type_of(name, st, w), 0)) else None
                 on = alarm.step(r.anomalous, 1 if sure else need)
                 if not on:
                     if last:
