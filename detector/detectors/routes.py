@@ -160,11 +160,9 @@ class _RouteState:
         self.pending_cost: list[float] | None = None
         #: tool identity -> its own tool_error rate test (the route-wide rate can hide one tool failing)
         self.tools: dict[str, ProportionTest] = {}
-        #: Until this event time the route is watched harder: one anomalous window fires (the latest of
-        #: ``heightened``, for a quick check).
-        self.heightened_until = 0
-        #: incident type -> until when its signals are watched harder (an incident of that type resolved;
-        #: "*": every type, from a checkpoint that kept no types)
+        #: incident type -> until when its signals are watched harder, one anomalous window firing (an
+        #: incident of that type resolved; "*": every type, from a checkpoint that kept no types); emptied
+        #: once every entry has passed
         self.heightened: dict[str, int] = {}
         #: Creation stamp (set by RouteDetectors): per-route restores sort on it to keep the dict order.
         self.seq = 0
@@ -185,7 +183,6 @@ class _RouteState:
             "pending_since": self.pending_since,
             "pending_cost": self.pending_cost,
             "tools": {t: d.snapshot() for t, d in self.tools.items()},
-            "heightened_until": self.heightened_until,
             "heightened": self.heightened,
             "weak": self.weak,
             "canary": self.canary.to_dict(),
@@ -205,10 +202,10 @@ class _RouteState:
         self.pending_since = int(d.get("pending_since", 0))
         self.pending_cost = d["pending_cost"]
         self.tools = {t: ProportionTest.from_snapshot(v) for t, v in d.get("tools", {}).items()}
-        self.heightened_until = d.get("heightened_until", 0)
         kinds = d.get("heightened")
+        until = int(d.get("heightened_until", 0))  # a checkpoint that kept no types: every type
         self.heightened = ({str(k): int(v) for k, v in kinds.items()} if isinstance(kinds, dict)
-                           else {"*": int(self.heightened_until)} if self.heightened_until else {})
+                           else {"*": until} if until else {})
         self.weak = dict(d.get("weak", {}))
         self.canary = CanaryWatch.from_dict(d.get("canary", {}))
         rb = d.get("rollback")
@@ -316,7 +313,6 @@ class RouteDetectors:
         sign of the reviews coming back."""
         st = self.routes.get(route)
         if st is not None:
-            st.heightened_until = max(st.heightened_until, until_ms)
             key = incident_type or "*"
             st.heightened[key] = max(st.heightened.get(key, 0), until_ms)
 
@@ -549,7 +545,10 @@ class RouteDetectors:
         away); one far past its threshold (:func:`_far_beyond`) fires without waiting for it, as does a
         ``latency_p50`` the log-mean test found (``at_once``)."""
         out: list[Firing] = []
-        heightened = st.heightened if w.end <= st.heightened_until else None
+        heightened = st.heightened or None
+        if heightened is not None and w.end > max(heightened.values()):
+            st.heightened = {}  # every period has passed
+            heightened = None
         need: int | None = None
         alarms = st.alarms
         last = st.last

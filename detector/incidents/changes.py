@@ -485,8 +485,7 @@ class ChangeTracker:
         return None if best is None else best[1]
 
     def _verdict(self, r: _Route, key: str, c: dict[str, Any], incident_type: str,
-                 unseen: list[WindowAggregate], start_ms: int,
-                 anomalous: Sequence[WindowAggregate] = ()) -> bool | None:
+                 unseen: list[WindowAggregate], start_ms: int, anomalous: Sequence[WindowAggregate]) -> bool | None:
         """True when the bad measure sits on the change's new version, False when not, None: untestable.
 
         ``unseen``: the incident's windows not observed yet; ``anomalous``: all of them (those observed as

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+from detector.detectors.proportion import binom_sf
 from detector.windows.aggregate import (
     V_BAD_REVIEWS,
     V_COST,
@@ -137,12 +138,8 @@ def sudden(name: str, before: list[float], during: list[float]) -> bool:
         return False
     rate = min(0.5 * x_a / n_a, 0.5)
     n, k = int(n_b), int(min(x_b, n_b))
-    if k >= rate * n:
-        return False
-    head, lp, lq = math.lgamma(n + 1), math.log(rate), math.log1p(-rate)
-    tail = sum(math.exp(head - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
-               for i in range(k + 1))
-    return tail < SUDDEN_P
+    # P(X <= k) for X ~ Binomial(n, rate): the upper tail of the n - X successes of 1 - rate
+    return k < rate * n and binom_sf(n - k, n, 1.0 - rate) < SUDDEN_P
 
 
 def longer(new: list[float], old: list[float]) -> bool | None:
