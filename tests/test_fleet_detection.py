@@ -4,7 +4,8 @@ Each test builds a small, seeded event stream with one shape and replays it
 through the same pipeline the service runs. What they protect:
 
 * a first weekend with two days of history is not a traffic stop, and a
-  drop judged without history of its kind of day is never above low;
+  drop judged without history of its kind of day is never above low; nor
+  is a spike (or the spend and tokens that follow it) on a route's first day;
 * a steady route that stops on its first weekend is still found;
 * a provider failing on several routes at once gives one group on every
   route's incident, and the benign change one route made just before is not
@@ -153,6 +154,33 @@ def test_count_test_knows_when_a_drop_is_unfamiliar() -> None:
     assert c.familiar
     c.evaluate(20, THU + 2 * 1440 * MIN + 600 * MIN)  # Saturday 10:00
     assert not c.familiar
+
+
+def test_first_morning_of_a_business_route_is_low_severity() -> None:
+    """A business route started at midnight meets its first office hours against a level learned overnight:
+    whatever that opens (a traffic spike, the spend and tokens that follow it) is low severity, never the
+    high or critical cost incident a fivefold jump in tokens would otherwise be. The same morning a day later, with an
+    hour of history, opens nothing."""
+    s = Stream(5)
+    ctx = lambda t: {"model": "m1", "provider": "p1"}  # noqa: E731
+    s.requests("office", THU, THU + 2 * 86_400_000, lambda t: 30.0 if 12 <= _hour(t) < 20 else 6.0, ctx)
+    incidents = s.run()
+    first_day = [m for m in incidents if _ms(m["detected_at"]) < THU + 86_400_000]
+    assert first_day, "the first morning's jump is judged (a spike is still found on a route's first day)"
+    assert {m["severity"] for m in first_day} == {"low"}, [(m["event"], m["severity"]) for m in first_day]
+    assert not [m for m in incidents if _ms(m["detected_at"]) >= THU + 86_400_000]
+
+
+def test_count_test_knows_a_spike_on_the_first_day_is_measured_against_other_hours() -> None:
+    """hour_known: not during the route's first day; afterwards, for an hour with history of either kind of
+    day (the first Saturday's hours are known from the weekdays: a spike there is measured against them)."""
+    c = CountTest()
+    for m in range(2 * 1440):
+        c.update(20, THU + m * MIN)
+        if m == 9 * 60:
+            assert not c.hour_known(THU + m * MIN)  # Thursday 09:00, the first day
+    assert c.hour_known(THU + 2 * 1440 * MIN - 30 * MIN)  # Friday 23:30
+    assert c.hour_known(THU + 2 * 1440 * MIN + 600 * MIN)  # Saturday 10:00
 
 
 def _ms(text: str) -> int:

@@ -40,3 +40,24 @@ def test_a_checkpoint_without_batch_times_restores_and_keeps_judging() -> None:
     assert [len(e) for e in old.recent] == [3]  # the old spans dropped, the new batch kept with its time
     found = [old.update(_batch(rng, 3.0), i * FIVE, (i + 1) * FIVE).anomalous for i in range(41, 45)]
     assert any(found), found  # a slowdown after the restore is still found
+
+
+def _fixed(mult: float, n: int = 20) -> QuantileSketch:
+    """``n`` latencies whose logs sit half a unit either side of ln(800 * mult)."""
+    s = QuantileSketch()
+    for i in range(n):
+        s.add(800.0 * mult * (1.6487 if i % 2 else 0.6065))
+    return s
+
+
+def test_a_ramps_recent_batches_are_judged_apart_from_its_slow_start() -> None:
+    """A ramp: two batches at 1.25x, then two at 1.7x. Over all four the evidence is strongest but the
+    geometric mean is under 1.5x; the last two alone clear both the z and the effect size, and that span is
+    the one judged (the span of highest z among those slow enough), so the ramp is found on its fourth
+    batch instead of waiting until the whole span is 1.5x."""
+    t = LogMeanShift()
+    for i in range(40):
+        t.update(_fixed(1.0), i * FIVE, (i + 1) * FIVE)
+    rs = [t.update(_fixed(m), (40 + i) * FIVE, (41 + i) * FIVE) for i, m in enumerate((1.25, 1.25, 1.7, 1.7))]
+    assert [r.anomalous for r in rs] == [False, False, False, True]
+    assert rs[-1].observed >= 1.5 * rs[-1].baseline

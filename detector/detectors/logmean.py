@@ -10,7 +10,8 @@ median), and summed over the last few batches it gathers the evidence a
 ramp spreads over half an hour: a z-test of the summed deviations against
 the route's learned mean and spread (the larger of one sample's and what whole batches' means show,
 so latency that moves with load is not read as independent evidence), with an effect size (the geometric
-mean at least ``min_ratio`` x the baseline). Each sample's deviation is
+mean at least ``min_ratio`` x the baseline; of the spans that clear it, the one of highest z is judged:
+a ramp's recent batches, not the longer span its slow start dilutes). Each sample's deviation is
 clipped at ``clip`` standard deviations, so one timeout does not make a
 slowdown.
 
@@ -138,18 +139,22 @@ class LogMeanShift(Stateful):
             del recent[0]
         while len(recent) > 1 and recent[0][2] < end - self.horizon_ms:
             del recent[0]
-        best_z, best = -math.inf, (dev, float(count))
+        # the span of highest z among those slow enough (a ramp's recent batches), else of highest z
+        best_z, best, sized = -math.inf, (dev, float(count)), False
+        least = math.log(self.min_ratio)
         s = m = 0.0
         for i, (d, k, _) in enumerate(reversed(recent)):
             s += d
             m += k
             zz = s / (sd * math.sqrt(m))
-            if i and zz > best_z:  # two batches or more: one batch alone is the level test's to judge
-                best_z, best = zz, (s, m)
+            big = s / m >= least
+            # two batches or more: one batch alone is the level test's to judge
+            if i and (big and (not sized or zz > best_z) or not sized and zz > best_z):
+                best_z, best, sized = zz, (s, m), big
         s, m = best
         base = math.exp(self.mean)
         observed = math.exp(self.mean + s / m)
-        hit = best_z >= self.z and observed >= base * self.min_ratio
+        hit = best_z >= self.z and sized
         self.streak = self.streak + 1 if hit else 0
         anomalous = hit and self.streak >= self.confirm
         threshold = max(math.exp(self.mean + self.z * sd / math.sqrt(m)), base * self.min_ratio)

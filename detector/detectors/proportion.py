@@ -391,7 +391,8 @@ class CountTest(Stateful):
     and a drop at night is weak. :attr:`familiar`
     says whether the last judgement had history of its kind of day (and at
     least a day of history in all); a drop judged without it is a weak
-    signal (triage keeps its severity low).
+    signal (triage keeps its severity low), and so is a spike in the
+    route's first day (:meth:`hour_known`).
 
     >>> c = CountTest()
     >>> thu = 0  # 1970-01-01 was a Thursday
@@ -466,6 +467,22 @@ class CountTest(Stateful):
         hour = int(ts_ms // 3_600_000) % 24 * self.slots // 24
         weekend = (int(ts_ms // 86_400_000) + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         return hour + self.slots if weekend else hour
+
+    def hour_known(self, ts_ms: int) -> bool:
+        """Whether the hour of ``ts_ms`` has history on either kind of day, and the route a day of history in
+        all: else what a spike is measured against is a level learned at other hours, or this morning (a
+        business route's first morning against its first night), and a spike is weak.
+
+        >>> c = CountTest()
+        >>> for m in range(25 * 60):
+        ...     _ = c.update(5, m * 60_000)
+        >>> c.hour_known(0), c.hour_known(86_400_000), c.hour_known(7 * 3_600_000)
+        (False, True, False)
+        """
+        s = self._slot(ts_ms)
+        return (0 <= self.since <= ts_ms - 86_400_000
+                and (self.slot_n[s] >= self.slot_min
+                     or self.slot_n[(s + self.slots) % (2 * self.slots)] >= self.slot_min))
 
     def expected(self, ts_ms: int) -> float:
         """Expected count in the window starting at ``ts_ms`` (what a spike is measured against)."""

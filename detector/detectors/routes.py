@@ -437,7 +437,8 @@ class RouteDetectors:
         if vol is not None and results["request_volume"] is not None and results["request_volume"].anomalous:
             r = results["request_volume"]
             st.subject["request_volume"] = "spike" if r.observed > r.baseline else "drop"
-            st.weak["request_volume"] = r.observed < r.baseline and not vol.familiar
+            st.weak["request_volume"] = (not vol.familiar if r.observed < r.baseline
+                                            else not vol.hour_known(w.start))
 
         # per-window totals (spend, tokens, the busiest trace) are noise on a window of a few
         # requests; such routes are judged by cost per request (pooled) instead
@@ -463,6 +464,12 @@ class RouteDetectors:
             results["runaway_key"] = r
             if top is not None and r.anomalous:
                 st.subject["runaway_key"] = top[0]
+            assert vol is not None  # a busy window is never partial
+            for name in ("spend", "tokens"):
+                rt = results.get(name)
+                if rt is not None and rt.anomalous:
+                    # totals follow traffic: in an hour whose traffic is not yet known, weak
+                    st.weak[name] = not vol.hour_known(w.start)
 
         dets = st.dets
         if "slo_burn_rate" in dets:
