@@ -10,6 +10,9 @@ through the same pipeline the service runs. What they protect:
 * a provider failing on several routes at once gives one group on every
   route's incident, and the benign change one route made just before is not
   recommended as a rollback (failover and rate limiting are, with why);
+* the first route of a provider's outage to fire waits two minutes for the other routes' errors before
+  it blames its own change of a minute before, and a quiet route's error test judges its outage once a
+  span of ten requests holds the excess;
 * a canary (a fifth of the traffic on a new version, only that share bad) is
   found and rolled back to the old version, also on a quiet route whose
   per-window majority flips, and those flips are not read as changes;
@@ -28,7 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from detector.config import Config
-from detector.detectors.proportion import CountTest
+from detector.detectors.proportion import CountTest, ProportionTest
+from detector.detectors.routes import SIGNALS
 from detector.replay import replay_lines
 
 MIN = 60_000
@@ -223,6 +227,53 @@ def test_provider_outage_on_three_routes_is_one_group_and_no_rollback() -> None:
     actions = [r["action"] for r in perf["chat"][-1]["recommendations"]]
     assert actions[:2] == ["failover_route", "rate_limit"]
     assert "several routes" in perf["chat"][-1]["recommendations"][0]["rationale"]
+
+
+def test_the_first_route_of_an_outage_to_fire_waits_for_the_others_before_blaming_its_change() -> None:
+    """The route that changed its config a minute before fires a minute or two before the quieter routes on
+    the same provider have shown three errors: its incident blames no change while it waits for them, and
+    once they show, the provider is the cause (no rollback in any message). Without the wait, each of these
+    seeds recommended rolling the config back when the incident opened."""
+    for seed in (11, 12, 14):
+        out0, chat = _outage_after_a_change(seed)
+        assert _ms(chat[0]["detected_at"]) <= out0 + 5 * MIN
+        assert _rollbacks(chat) == [], (seed, [(m["event"], _rollbacks([m])) for m in chat])
+
+
+def _outage_after_a_change(seed: int) -> tuple[int, list[dict[str, Any]]]:
+    """A provider timing out a third of the requests of three routes, one of which changed its config a
+    minute before: the outage's start and that route's incident messages."""
+    s = Stream(seed)
+    start, end = THU, THU + 20 * 3_600_000
+    out0, out1 = start + 18 * 3_600_000, start + 18 * 3_600_000 + 30 * MIN
+
+    def ctx(t: int, route: str) -> dict[str, Any]:
+        version = "cfg-2" if route == "chat" and t >= out0 - MIN else "cfg-1"
+        return {"model": "m1", "provider": "acme", "config_version": version}
+
+    def err(t: int, c: dict[str, Any]) -> str | None:
+        return "timeout" if out0 <= t < out1 and s.rng.random() < 0.35 else None
+
+    for route, rate in {"chat": 6.0, "summaries": 1.5, "search": 1.5}.items():
+        s.requests(route, start, end, lambda t, r=rate: r, lambda t, r=route: ctx(t, r), error=err)
+    s.change(out0 - MIN, "chat", "config", "cfg-1", "cfg-2")  # benign, just before
+    chat = [msgs for msgs in _by_id(s.run()).values()
+            if msgs[0]["route"] == "chat" and msgs[0]["incident_type"] == "performance"]
+    assert len(chat) == 1
+    return out0, chat[0]
+
+
+def test_a_quiet_route_outage_is_judged_on_its_first_windows() -> None:
+    """A route of three requests a minute (one error in 150 windows) whose provider starts failing a third of
+    them: its error test fires on the fourth window, once a span of ten requests holds four errors (the exact
+    binomial tail and three hot windows are the guard); a span of twenty requests waited for the sixth."""
+    spec = next(sp for sp in SIGNALS if sp.name == "errors_performance")
+    det = spec.make(Config().route("notes"))
+    assert isinstance(det, ProportionTest)
+    for i in range(1440):
+        det.update(1 if i % 150 == 0 else 0, 3)
+    fired = [det.update(k, 3).anomalous for k in (1, 0, 1, 1, 0, 1, 1, 0, 1, 1)]
+    assert fired.index(True) == 3, fired
 
 
 def test_a_slowdown_that_opens_while_its_provider_fails_elsewhere_blames_no_change() -> None:

@@ -46,6 +46,10 @@ AVAILABILITY_CLASSES = ("timeout", "rate_limited", "provider_error")
 COST_SIGNALS = frozenset(("spend", "cost_per_request", "tokens", "runaway_key"))
 #: Tools followed per route with their own error-rate test.
 MAX_TOOLS = 8
+#: Requests an error-rate span pools at the least before it is judged (the exact binomial tail, three errors
+#: over three windows at least, is what guards a quiet route: twenty requests made a route of three a minute
+#: wait seven windows for an outage that its first three had shown).
+ERROR_MIN_TRIALS = 10
 #: A count test's score (1 - p) at which one anomalous window fires without waiting for persistence.
 OVERWHELMING = 1.0 - 1e-10
 #: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
@@ -95,7 +99,8 @@ SIGNALS: tuple[_Spec, ...] = (
     _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=3.0, cusum_h=12.0, cusum_k=2.0)),
     _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0, cusum_h=16.0, cusum_k=2.0)),
     _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
-    *(_Spec(name, itype, lambda rc: ProportionTest()) for name, (_, itype) in ERROR_GROUPS.items()),
+    *(_Spec(name, itype, lambda rc: ProportionTest(min_trials=ERROR_MIN_TRIALS))
+      for name, (_, itype) in ERROR_GROUPS.items()),
     _Spec("review_rejection_rate", "bad_output",
           # reviews are sparse (a few per cent of requests) and judged only when present: pool up to an
           # hour of them, at a looser alpha
@@ -537,7 +542,7 @@ class RouteDetectors:
             if det is None:
                 if len(st.tools) >= MAX_TOOLS:
                     continue
-                det = st.tools[ident] = ProportionTest()
+                det = st.tools[ident] = ProportionTest(min_trials=ERROR_MIN_TRIALS)
             k = errors.get(ident, 0)
             r = det.update(k, max(calls[ident], k))
             if r.anomalous and (best is None or r.score > best[1].score):

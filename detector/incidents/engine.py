@@ -54,6 +54,9 @@ STOP_CONFIRM_MS = 15 * 60_000
 ONE_VERSION = 0.9
 #: The detector name of the rate tests' firings (their window_start is the onset of the excess).
 RATE_TEST = "ProportionTest"
+#: An incident of availability errors on one provider blames no change on its route until this long after it
+#: opened: the first route of a provider's outage to fire sees the other routes' errors a minute or two later.
+PROVIDER_WAIT_MS = 2 * 60_000
 #: Types whose affected requests are specific events (errors, bad reviews).
 COUNTED_TYPES = frozenset(("tool_failure", "access_privacy", "retrieval_failure", "bad_output"))
 
@@ -351,10 +354,12 @@ class IncidentEngine:
             o.rollback = {"kind": named[0], "to_version": named[1]}
         # other routes on the same provider showing a hint of the same errors: a change on this route is
         # not blamed yet (the group may form in a minute or two; a rollback once sent cannot be unsent)
-        # (a slowdown too: timeouts on the provider's other routes make this one's requests slow first)
+        # (a slowdown too: timeouts on the provider's other routes make this one's requests slow first);
+        # errors of availability wait PROVIDER_WAIT_MS for the other routes' errors to show at all
         hint = (o.cause is not None and o.cause[0] == "provider" and not o.shared
-                and self.board.elsewhere(o.cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end,
-                                         p_value=HINT_P, min_errors=HINT_MIN))
+                and (o.error_based and w.end - o.detected < PROVIDER_WAIT_MS
+                     or self.board.elsewhere(o.cause[1], o.route, o.started - LEAD_WINDOWS * self.size_ms, w.end,
+                                             p_value=HINT_P, min_errors=HINT_MIN)))
         # a slow type (reviews) is explained again while it lasts: its evidence on the new version gathers
         # for an hour after it opens, and a change that is not clearly to blame at first may be later
         if o.rollback is None and not o.shared and not hint and (len(o.windows) <= 3 + LEAD_WINDOWS
