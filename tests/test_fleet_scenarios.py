@@ -524,3 +524,17 @@ def test_a_change_to_the_version_already_serving_expects_no_rollback() -> None:
     assert _fleet_label(inj, None).rollback is None
     inj.change = FleetChange(0, "r", "model", "cause", from_version="m-001", to_version="m-002")
     assert _fleet_label(inj, None).rollback == {"kind": "model", "to_version": "m-001"}
+
+
+def test_a_second_model_upgrade_to_the_model_serving_changes_the_version() -> None:
+    """The fleet planner takes a model change's target from the model the route starts with; when an earlier
+    release already moved the route there, the change went from that model to itself (a canary no version
+    comparison can see, labelled as one). It goes back to the route's first model instead."""
+    from detector.scenarios.plan import ROUTES, Change, _resolve_versions, initial_versions
+
+    route = ROUTES[0]
+    first = initial_versions(route)["model"]
+    changes = [Change(60_000, route.name, "model", "benign", target_model="m-new"),
+               Change(120_000, route.name, "model", "canary", target_model="m-new")]
+    _resolve_versions(changes, ROUTES)
+    assert [(c.from_version, c.to_version) for c in changes] == [(first, "m-new"), ("m-new", first)]

@@ -331,6 +331,11 @@ def _resolve_versions(changes: list[Change], routes: Iterable[RouteSpec] = ROUTE
             cur, new = undo.pop((c.route, key)), cur
         elif c.kind == "model":
             new = c.target_model or cur
+            if new == cur:
+                # the route already runs the target (an earlier release upgraded it): a change to the version
+                # serving is no change, so it goes back to the route's first model (no random draw: every
+                # other change of the week stays as it was)
+                new = initial_versions(by_route[c.route])["model"]
         else:
             new = bump(cur, top=hi)
         if c.role in ("cause", "canary"):
