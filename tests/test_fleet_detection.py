@@ -276,6 +276,29 @@ def test_a_quiet_route_outage_is_judged_on_its_first_windows() -> None:
     assert fired.index(True) == 3, fired
 
 
+def _learned(name: str) -> ProportionTest:
+    det = next(sp for sp in SIGNALS if sp.name == name).make(Config().route("notes"))
+    assert isinstance(det, ProportionTest)
+    for i in range(1440):
+        det.update(1 if i % 150 == 0 else 0, 3)
+    return det
+
+
+def test_a_quiet_route_outage_needs_two_hot_windows_and_tool_errors_three() -> None:
+    """Errors of availability that show in two windows of the first four (one, then two, of three requests)
+    fire on the fourth: an outage on a quiet route is not held until a third window happens to fail. Tool
+    errors come in bursts (an agent retrying a failing call), so two bursts a few minutes apart are not an
+    incident of the tool; the same two bursts of timeouts are."""
+    outage = _learned("errors_performance")
+    fired = [outage.update(k, 3).anomalous for k in (1, 0, 0, 2, 0, 0, 1, 0)]
+    assert fired.index(True) == 3, fired
+    bursts = (3, 0, 0, 0, 2, 0, 0, 0)
+    tool = _learned("errors_tool")
+    assert not any(tool.update(k, 3).anomalous for k in bursts)
+    timeouts = _learned("errors_performance")
+    assert any(timeouts.update(k, 3).anomalous for k in bursts)
+
+
 def test_a_slowdown_that_opens_while_its_provider_fails_elsewhere_blames_no_change() -> None:
     """The route that changed its config just before slows down (its requests time out on the failing
     provider) and its latency incident opens before its own errors show: the provider's errors on the

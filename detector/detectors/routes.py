@@ -50,6 +50,10 @@ MAX_TOOLS = 8
 #: over three windows at least, is what guards a quiet route: twenty requests made a route of three a minute
 #: wait seven windows for an outage that its first three had shown).
 ERROR_MIN_TRIALS = 10
+#: Windows whose own rate clears the effect size that an error span needs at the least: two (an outage on a
+#: route of a few requests a minute shows in every other window, and three errors at the exact tail's level
+#: are still needed); three for tool errors, whose failures come in bursts (an agent retrying a failing call).
+ERROR_MIN_HOT, TOOL_MIN_HOT = 2, 3
 #: A count test's score (1 - p) at which one anomalous window fires without waiting for persistence.
 OVERWHELMING = 1.0 - 1e-10
 #: A rate test's score at which one anomalous window fires: its span already holds the excess in at least
@@ -94,12 +98,16 @@ def _level(**kw: Any) -> Callable[[RouteConfig], Stateful]:
     return lambda rc: LevelShift(**kw)
 
 
+def _errors(min_hot: int) -> Callable[[RouteConfig], Stateful]:
+    return lambda rc: ProportionTest(min_trials=ERROR_MIN_TRIALS, min_hot=min_hot)
+
+
 SIGNALS: tuple[_Spec, ...] = (
     # p50 and p95 also sum their excess (CUSUM): a slowdown that creeps up is found before it is a step
     _Spec("latency_p50", "performance", _level(min_ratio=1.6, z=3.0, cusum_h=12.0, cusum_k=2.0)),
     _Spec("latency_p95", "performance", _level(min_ratio=1.6, z=4.0, cusum_h=16.0, cusum_k=2.0)),
     _Spec("latency_p99", "performance", _level(min_ratio=2.0, z=5.0)),
-    *(_Spec(name, itype, lambda rc: ProportionTest(min_trials=ERROR_MIN_TRIALS))
+    *(_Spec(name, itype, _errors(TOOL_MIN_HOT if name == "errors_tool" else ERROR_MIN_HOT))
       for name, (_, itype) in ERROR_GROUPS.items()),
     _Spec("review_rejection_rate", "bad_output",
           # reviews are sparse (a few per cent of requests) and judged only when present: pool up to an
@@ -542,7 +550,7 @@ class RouteDetectors:
             if det is None:
                 if len(st.tools) >= MAX_TOOLS:
                     continue
-                det = st.tools[ident] = ProportionTest(min_trials=ERROR_MIN_TRIALS)
+                det = st.tools[ident] = ProportionTest(min_trials=ERROR_MIN_TRIALS, min_hot=TOOL_MIN_HOT)
             k = errors.get(ident, 0)
             r = det.update(k, max(calls[ident], k))
             if r.anomalous and (best is None or r.score > best[1].score):
