@@ -148,8 +148,9 @@ class LogMeanShift(Stateful):
             m += k
             zz = s / (sd * math.sqrt(m))
             big = s / m >= least
-            # two batches or more: one batch alone is the level test's to judge
-            if i and (big and (not sized or zz > best_z) or not sized and zz > best_z):
+            # two batches or more (one batch alone is the level test's to judge); a span slow enough beats one
+            # that is not, and of two alike the higher z wins
+            if i and (big > sized or big == sized and zz > best_z):
                 best_z, best, sized = zz, (s, m), big
         s, m = best
         base = math.exp(self.mean)

@@ -381,8 +381,8 @@ def _label(inj: Injection, loop_trace: str | None, start_ms: int = START_MS) -> 
     what = inj.variant.replace("_", " ")
     if inj.change is not None:
         c = inj.change
-        # a "change" to the version already serving (a fleet route a canary moved earlier that week) changes
-        # nothing: no rollback can help, and the only target would be the version failing
+        # a "change" to the version already serving changes nothing: no rollback can help, and the only target
+        # would be the version failing (the planner no longer makes one; no label may expect it either)
         rollback = {"kind": c.kind, "to_version": c.from_version} if c.from_version != c.to_version else None
         details["change"] = {"kind": c.kind, "from_version": c.from_version, "to_version": c.to_version}
         what = f"{what} after {c.kind} change {c.from_version} -> {c.to_version}"
