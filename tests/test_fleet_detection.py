@@ -12,7 +12,8 @@ through the same pipeline the service runs. What they protect:
   recommended as a rollback (failover and rate limiting are, with why);
 * the first route of a provider's outage to fire waits two minutes for the other routes' errors before
   it blames its own change of a minute before, and a quiet route's error test judges its outage once a
-  span of ten requests holds the excess;
+  span of ten requests holds the excess, against the rate from before the outage (its first windows are
+  not learned while their span is suspect);
 * a canary (a fifth of the traffic on a new version, only that share bad) is
   found and rolled back to the old version, also on a quiet route whose
   per-window majority flips, and those flips are not read as changes;
@@ -276,6 +277,52 @@ def test_a_quiet_route_outage_is_judged_on_its_first_windows() -> None:
     assert fired.index(True) == 3, fired
 
 
+def _woken(hold: float | None = None) -> ProportionTest:
+    """The error test of a route of one or two requests a minute, six hours after it woke (an error in 90
+    requests): its baseline rests on a few hundred requests, so each error learned moves it."""
+    det = next(sp for sp in SIGNALS if sp.name == "errors_performance").make(Config().route("notes"))
+    assert isinstance(det, ProportionTest)
+    if hold is not None:
+        det.hold = hold
+    for i in range(360):
+        det.update(1 if i % 60 == 0 else 0, 1 + i % 2)
+    return det
+
+
+#: A provider failing a third of a quiet route's requests (errors, requests per window; empty windows are not
+#: judged), as seed 1001's board-deck-draft met it.
+QUIET_OUTAGE = ((2, 3), (1, 2), (0, 1), (0, 3), (0, 2), (1, 2), (0, 1), (1, 2), (0, 1), (0, 1), (0, 2), (0, 1),
+                (1, 2), (0, 1), (3, 3), (1, 1))
+
+
+def test_an_outage_pooling_its_evidence_is_not_learned_as_baseline() -> None:
+    """The first windows of an outage on a quiet route are held back from the error baseline while their
+    span is suspect (p < 1e-3), so the span is judged against the rate from before: it fires on the eighth
+    window. Learned at once, they raised the baseline by half, and the test waited for the fifteenth."""
+    held, learned = _woken(), _woken(hold=0.0)
+    before = held.baseline
+    fired_held = [held.update(k, n).anomalous for k, n in QUIET_OUTAGE]
+    fired_learned = [learned.update(k, n).anomalous for k, n in QUIET_OUTAGE]
+    assert fired_held.index(True) == 7, fired_held
+    assert fired_learned.index(True) >= 14, fired_learned
+    assert held.baseline == before
+    assert learned.baseline > 1.3 * before
+
+
+def test_held_windows_are_learned_in_order_once_calm() -> None:
+    """A suspect blip that passes is no incident: once a window is calm again, the windows held back are
+    learned in their order, and the baseline is the one a test that never held would have."""
+    held, learned = _woken(), _woken(hold=0.0)
+    stream = [(2, 3), (1, 2)] + [(0, 2)] * 40
+    suspect = []
+    for k, n in stream:
+        r = held.update(k, n)
+        suspect.append(held.held is not None)
+        assert not r.anomalous and not learned.update(k, n).anomalous
+    assert suspect[1] and not suspect[-1]
+    assert held.baseline == learned.baseline
+
+
 def _learned(name: str) -> ProportionTest:
     det = next(sp for sp in SIGNALS if sp.name == name).make(Config().route("notes"))
     assert isinstance(det, ProportionTest)
@@ -522,12 +569,24 @@ def _opened_bad(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_reviews_after_a_change_are_judged_at_the_canary_level() -> None:
     """Nine reviews an hour, a quarter rejected after a prompt change (4% before): with the change event
     the review test judges at 1e-3 for six hours and finds it; the same reviews without a change event
-    (no cause in sight) are held to 1e-4 and found much later."""
-    incidents, ch = _review_drift(1, 0.25)
-    found = _opened_bad(incidents)
-    assert found and _ms(found[0]["detected_at"]) - ch <= 180 * MIN, found
-    late = _opened_bad(_review_drift(1, 0.25, change=False)[0])
-    assert not late or _ms(late[0]["detected_at"]) - _ms(found[0]["detected_at"]) >= 60 * MIN, late
+    (no cause in sight) are held to 1e-4: over five seeds, never found sooner, and later by more than an
+    hour summed over them (one seed finds neither; a drift never found counts as found at its end)."""
+    gain = 0.0
+    for seed in range(1, 6):
+        incidents, ch = _review_drift(seed, 0.25)
+        found = _opened_bad(incidents)
+        late = _opened_bad(_review_drift(seed, 0.25, change=False)[0])
+        if seed == 1:
+            assert found and _ms(found[0]["detected_at"]) - ch <= 180 * MIN, found
+        if not found:
+            assert not late, (seed, late)
+            continue
+        at = _ms(found[0]["detected_at"])
+        end = ch + 6 * 60 * MIN  # the drift's last review
+        late_at = _ms(late[0]["detected_at"]) if late else end
+        assert late_at >= at, (seed, late_at, at)
+        gain += late_at - at
+    assert gain >= 60 * MIN, gain / MIN
 
 
 def _errors_after_change(seed: int, change: bool) -> tuple[list[dict[str, Any]], int]:
@@ -544,12 +603,11 @@ def _errors_after_change(seed: int, change: bool) -> tuple[list[dict[str, Any]],
 
 
 def test_errors_after_a_change_are_judged_at_a_looser_level_for_two_hours() -> None:
-    """With the change event the error tests judge at 1e-4 for two hours: over eight seeds every one is
-    found, never later than the same errors without a change event (held to 1e-5, which fires on its first
-    anomalous window), and at least three at least 20 minutes sooner or found where the other is not (two
-    of the eight are not found without the change event)."""
-    sooner = 0
-    for seed in range(1, 9):
+    """With the change event the error tests judge at 1e-4 for two hours: over twelve seeds every one is
+    found within 100 minutes, never later than the same errors without a change event (held to 1e-5, which
+    fires on its first anomalous window), and at least three are found only with it."""
+    only = 0
+    for seed in range(1, 13):
         opened, c0 = _errors_after_change(seed, True)
         assert opened and all(m["incident_type"] == "bad_output" for m in opened), opened
         first = _ms(opened[0]["detected_at"]) - c0
@@ -557,8 +615,8 @@ def test_errors_after_a_change_are_judged_at_a_looser_level_for_two_hours() -> N
         plain, _ = _errors_after_change(seed, False)
         other = _ms(plain[0]["detected_at"]) - c0 if plain else None
         assert other is None or other >= first, (seed, first, other)
-        sooner += other is None or other >= first + 20 * MIN
-    assert sooner >= 3, sooner
+        only += other is None
+    assert only >= 3, only
 
 
 # -- scheduled routes --------------------------------------------------------------------------------

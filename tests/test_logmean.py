@@ -61,3 +61,33 @@ def test_a_ramps_recent_batches_are_judged_apart_from_its_slow_start() -> None:
     rs = [t.update(_fixed(m), (40 + i) * FIVE, (41 + i) * FIVE) for i, m in enumerate((1.25, 1.25, 1.7, 1.7))]
     assert [r.anomalous for r in rs] == [False, False, False, True]
     assert rs[-1].observed >= 1.5 * rs[-1].baseline
+
+
+def test_a_route_near_a_request_a_minute_feeds_one_log_mean_test() -> None:
+    """A route whose batches of five latencies take four minutes, then six, by turns (about a request a
+    minute) has all of them judged by one log-mean test, chosen by its usual batch time: chosen by each
+    batch's own, the busy and the quiet test saw every other batch, and a ramp's evidence was split between
+    them. The choice survives a checkpoint."""
+    from detector.config import Config
+    from detector.detectors.routes import RouteDetectors
+    from detector.windows.aggregate import WindowAggregate
+
+    rng = random.Random(3)
+    cycle = (2, 1, 1, 1, 1, 1, 1, 1, 0, 1)  # a batch over minutes 0-3, the next over minutes 4-9
+    rd = RouteDetectors(Config())
+    for i in range(600):
+        if i == 300:
+            snap = rd.snapshot()
+            rd = RouteDetectors(Config())
+            rd.restore(snap)
+        w = WindowAggregate("notes", i * 60_000, (i + 1) * 60_000)
+        w.requests = w.events = cycle[i % 10]
+        for _ in range(w.requests):
+            w.latency.add(800.0 * rng.lognormvariate(0.0, 0.4))
+        rd.on_window(w)
+    dets = rd.routes["notes"].dets
+    tests = [dets[k] for k in ("latency_logmean", "latency_logmean_busy") if k in dets]
+    assert len(tests) == 1, sorted(dets)
+    lm = tests[0]
+    assert isinstance(lm, LogMeanShift)
+    assert lm.n >= 110  # about every batch of the 120 learned (none is anomalous)

@@ -143,12 +143,22 @@ class ProportionTest(Stateful):
     min_hot, recent_hot
         Windows whose own rate clears the effect size that a span needs, and
         how recent the newest of them must be.
+    hold
+        p-value below which a window that is not anomalous is held back from
+        the baseline (its span's, or its own when it clears the effect size):
+        the first windows of an excess whose evidence is still pooling would
+        raise the very baseline it is judged against (a route of a request or
+        two a minute doubled its error baseline in a quarter of an hour of an
+        outage). Held windows are learned, in order, at the next window that
+        is not suspect; an anomalous one drops them (they were its start);
+        past ``max_span`` of them the oldest is learned.
     """
 
     #: No instance dict: a route holds one per error group and tool (its fields in a few machine words).
     __slots__ = ("alpha", "min_trials", "min_span", "max_span", "min_count", "min_ratio", "min_delta", "half_life",
-                 "prior_rate", "prior_trials", "min_hot", "recent_hot",
-                 "k_sum", "n_sum", "recent", "recent_k", "recent_n", "learned", "was_anomalous", "calm", "onset")
+                 "prior_rate", "prior_trials", "min_hot", "recent_hot", "hold",
+                 "k_sum", "n_sum", "recent", "recent_k", "recent_n", "learned", "was_anomalous", "calm", "onset",
+                 "held")
 
     def __init__(
         self,
@@ -164,6 +174,7 @@ class ProportionTest(Stateful):
         prior_trials: float = 50.0,
         min_hot: int = 3,
         recent_hot: int = 5,
+        hold: float = 1e-3,
     ):
         self.alpha = alpha
         self.min_trials = min_trials
@@ -177,6 +188,7 @@ class ProportionTest(Stateful):
         self.prior_trials = prior_trials
         self.min_hot = min_hot
         self.recent_hot = recent_hot
+        self.hold = hold
         super().__init__()
 
     def _reset(self) -> None:
@@ -192,6 +204,8 @@ class ProportionTest(Stateful):
         #: Age in windows (1: the newest) where the excess of the last anomalous span began (:meth:`_onset`),
         #: however long the evidence took to pool.
         self.onset = 1
+        #: [events, trials] of the windows held back from the baseline while suspect (see ``hold``); None: none
+        self.held: list[list[int]] | None = None
 
     @property
     def baseline(self) -> float:
@@ -312,17 +326,39 @@ class ProportionTest(Stateful):
         self.recent_k += k
         self.recent_n += n
         if weight > 0 and n > 0:
-            decay = 0.5 ** (weight / self.half_life)
-            self.k_sum = self.k_sum * decay + min(k, n) * weight
-            self.n_sum = self.n_sum * decay + n * weight
-            self.learned += 1
+            self._fold(k, n, weight)
+
+    def _fold(self, k: int, n: int, weight: float = 1.0) -> None:
+        decay = 0.5 ** (weight / self.half_life)
+        self.k_sum = self.k_sum * decay + min(k, n) * weight
+        self.n_sum = self.n_sum * decay + n * weight
+        self.learned += 1
 
     def update(self, k: int, n: int, alpha: float = 0.0) -> Judgement:
         """Evaluate (at ``alpha``, when > 0), then learn unless anomalous, or anomalous on its own (a burst, or
-        an incident's first windows before it has spread over ``min_hot`` windows)."""
+        an incident's first windows before it has spread over ``min_hot`` windows); a suspect window is held
+        back (see ``hold``)."""
         r = self.evaluate(k, n, alpha)
-        outlier = r.anomalous or (k >= self.min_count and binom_sf(k, max(n, k), self.baseline) < self.alpha)
-        self.learn(k, n, 0.0 if outlier else 1.0)
+        own = binom_sf(k, max(n, k), self.baseline) if k >= 2 else 1.0  # the window's own tail
+        held = self.held
+        if r.anomalous or (k >= self.min_count and own < self.alpha):
+            self.learn(k, n, 0.0)
+            self.held = None  # the start of this excess: never learned
+        elif 1.0 - r.score < self.hold or own < self.hold:
+            self.learn(k, n, 0.0)
+            if held is None:
+                held = self.held = []
+            held.append(_PAIRS.get((k, n)) or [k, n])
+            if len(held) > self.max_span:
+                self._fold(held[0][0], held[0][1])
+                del held[0]
+        else:
+            if held is not None:
+                for kh, nh in held:
+                    if nh > 0:
+                        self._fold(kh, nh)
+                self.held = None
+            self.learn(k, n, 1.0)
         if r.anomalous:
             self.calm = 0
             # an excess at the test's own level; one found only at a looser ``alpha`` may be the first sign

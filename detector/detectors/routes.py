@@ -72,13 +72,19 @@ REVIEW_ALPHA_AFTER_CHANGE = 1e-3
 #: first requests it serves, so two hours cover it (a shorter exposure than the reviews', which come late).
 ERRORS_AFTER_CHANGE_MS = 2 * 3_600_000
 ERRORS_ALPHA_AFTER_CHANGE = 1e-4
-#: A latency batch that took this long to gather its samples (a quiet route's: a request a minute or
-#: fewer) is judged by the mean of its log latencies with the last few batches (:class:`LogMeanShift`),
+#: A route whose latency batches usually take this long to gather their samples (a quiet route: a request a
+#: minute or fewer) has them judged by the mean of its log latencies with the last few batches (:class:`LogMeanShift`),
 #: which reports as ``latency_p50`` and fires at once: a second pooled median (persistence) is a quarter of
 #: an hour away and a ramp stays under the median's threshold for long. Quicker batches have a log-mean
 #: test of their own (``BUSY_LOGMEAN``): a median of five is as noisy on a route of three requests a minute.
 QUIET_BATCH_MS = 5 * 60_000
-#: The log-mean test of a busier route's batches (gathered in under ``QUIET_BATCH_MS``, one every minute
+#: Which of the two tests a route's batches go to follows the route's usual batch time (exponentially
+#: averaged with weight ``BATCH_TIME_WEIGHT``), not each batch's own, with a margin each way
+#: (``BATCH_TIME_BAND``): a route of about a request a minute, whose batches take four to seven minutes,
+#: fed both tests by turns and each saw half of a ramp's evidence.
+BATCH_TIME_WEIGHT = 0.25
+BATCH_TIME_BAND = (0.8, 1.2)
+#: The log-mean test of a busier route's batches (usually gathered in under ``QUIET_BATCH_MS``, one every minute
 #: or few), a test of its own with its own baseline: spans of up to eight batches within twenty minutes (a
 #: ramp's first quarter hour), and a span must pass on two batches in a row (a blip of two batches reaches
 #: any z now and then over a fleet's week; a ramp keeps passing).
@@ -185,6 +191,10 @@ class _RouteState:
         self.rollback: tuple[str, str] | None = None
         #: Until this event time the route's reviews are judged at REVIEW_ALPHA_AFTER_CHANGE (a change was made).
         self.changed_until = 0
+        #: The route's usual latency batch time in ms (-1: none yet), and whether its batches are judged as
+        #: a quiet route's (see BATCH_TIME_BAND).
+        self.batch_ms = -1.0
+        self.batch_quiet = False
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -201,6 +211,8 @@ class _RouteState:
             "canary": self.canary.to_dict(),
             "rollback": list(self.rollback) if self.rollback else None,
             "changed_until": self.changed_until,
+            "batch_ms": self.batch_ms,
+            "batch_quiet": self.batch_quiet,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -224,6 +236,8 @@ class _RouteState:
         rb = d.get("rollback")
         self.rollback = (str(rb[0]), str(rb[1])) if rb else None
         self.changed_until = int(d.get("changed_until", 0))
+        self.batch_ms = float(d.get("batch_ms", -1.0))
+        self.batch_quiet = bool(d.get("batch_quiet", False))
 
     def _follow_config(self, fresh: dict[str, Stateful]) -> None:
         """State restored under another config (a reload) follows this one: the alarms take its warm-up,
@@ -386,7 +400,10 @@ class RouteDetectors:
                 det = st.det(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
-            quiet = w.end - since >= QUIET_BATCH_MS
+            took = float(w.end - since)
+            st.batch_ms = took if st.batch_ms < 0 else st.batch_ms + BATCH_TIME_WEIGHT * (took - st.batch_ms)
+            st.batch_quiet = st.batch_ms >= QUIET_BATCH_MS * BATCH_TIME_BAND[0 if st.batch_quiet else 1]
+            quiet = st.batch_quiet
             key = "latency_logmean" if quiet else "latency_logmean_busy"
             lm = st.dets.get(key)
             if lm is None:
