@@ -151,7 +151,10 @@ class ProportionTest(Stateful):
         two a minute doubled its error baseline in a quarter of an hour of an
         outage). Held windows are learned, in order, at the next window that
         is not suspect; an anomalous one drops them (they were its start);
-        past ``max_span`` of them the oldest is learned.
+        past ``max_span`` of them the oldest is learned. A baseline that has
+        learned fewer than ``half_life`` windows holds nothing back: it is
+        still finding the route's rate (a new route's first errors would
+        otherwise be judged against the prior for good).
     """
 
     #: No instance dict: a route holds one per error group and tool (its fields in a few machine words).
@@ -344,7 +347,7 @@ class ProportionTest(Stateful):
         if r.anomalous or (k >= self.min_count and own < self.alpha):
             self.learn(k, n, 0.0)
             self.held = None  # the start of this excess: never learned
-        elif 1.0 - r.score < self.hold or own < self.hold:
+        elif (1.0 - r.score < self.hold or own < self.hold) and self.learned >= self.half_life:
             self.learn(k, n, 0.0)
             if held is None:
                 held = self.held = []
