@@ -53,6 +53,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from scipy.special import stdtrit
+
 from detector.detectors.proportion import Judgement, binom_sf
 from detector.events import CHANGE_KINDS, tool_identity
 from detector.windows.aggregate import (
@@ -69,7 +71,7 @@ from detector.windows.aggregate import (
     WindowAggregate,
 )
 
-__all__ = ["CanaryWatch", "CANARY_SIGNALS"]
+__all__ = ["CanaryWatch", "CANARY_SIGNALS", "latency_t"]
 
 #: Signal names of the comparison, one per measure.
 CANARY_SIGNALS = ("canary_errors", "canary_reviews", "canary_latency", "canary_cost")
@@ -82,13 +84,14 @@ ALPHA = 1e-3
 #: half-life (windows), and at most this many requests of it are carried into a comparison.
 HISTORY_HALF_LIFE = 360.0
 HISTORY_REQUESTS = 5000.0
-#: Welch's t on log latency above which the new version is slower (on MIN_LATENCY samples or more a side).
+#: One-sided level of Welch's t on log latency at which the new version is slower, on any number of its samples
+#: from MIN_LATENCY_NEW (Student's t quantile of its degrees of freedom, :func:`latency_t`): 7.66 on five
+#: samples, 5.0 on eight, 4.2 on twelve, 3.3 on a hundred. A fixed t of 5 from the eighth sample on held a
+#: canary of a few dozen requests to a level a hundred times stricter than its first eight.
+LATENCY_P = 7.8e-4
+MIN_LATENCY_NEW = 5
+#: The t on MIN_LATENCY samples; a latency judgement's score is t over twice it.
 LATENCY_T = 5.0
-#: With fewer samples of the new version (down to the first key), the t its degrees of freedom need for the
-#: same one-sided level as LATENCY_T on MIN_LATENCY samples (p 7.8e-4): Student's t quantiles,
-#: ``scipy.special.stdtrit(n - 1, 1 - 7.8e-4)``. A new version twice as slow shows on its fifth to seventh
-#: request, not its eighth.
-LATENCY_T_FEW = {5: 7.66, 6: 6.23, 7: 5.47}
 #: Effect sizes: rate ratio and difference (errors, reviews), latency and cost ratios.
 RATE_RATIO, ERROR_DELTA, REVIEW_DELTA = 2.0, 0.05, 0.1
 LATENCY_RATIO, COST_RATIO = 1.5, 2.5
@@ -259,16 +262,33 @@ def _rates(k1: float, n1: float, k0: float, n0: float, delta: float) -> Judgemen
     return Judgement(p < ALPHA, r1, r0, effect, 1.0 - p)
 
 
+_T_CACHE: dict[int, float] = {}
+
+
+def latency_t(n: int) -> float:
+    """The t that ``n`` samples of the new version need for the level ``LATENCY_P`` (one-sided; degrees of
+    freedom ``n - 1``, at most 999: the old side holds hundreds).
+
+    >>> round(latency_t(5), 2), round(latency_t(8), 2), round(latency_t(100), 2)
+    (7.66, 5.0, 3.25)
+    """
+    n = min(n, 1000)
+    t = _T_CACHE.get(n)
+    if t is None:
+        t = _T_CACHE[n] = float(stdtrit(n - 1, 1.0 - LATENCY_P))
+    return t
+
+
 def _latency(new: list[float], old: list[float]) -> Judgement:
     n1, n0 = new[V_LAT_N], old[V_LAT_N]
-    if n1 < min(LATENCY_T_FEW) or n0 < MIN_LATENCY:
+    if n1 < MIN_LATENCY_NEW or n0 < MIN_LATENCY:
         return Judgement(False, math.nan, math.nan, math.nan, 0.0, judged=False)
     m1, m0 = new[V_LOG_SUM] / n1, old[V_LOG_SUM] / n0
     v1 = max(new[V_LOG_SQ] / n1 - m1 * m1, 1e-6) * n1 / (n1 - 1)
     v0 = max(old[V_LOG_SQ] / n0 - m0 * m0, 1e-6) * n0 / (n0 - 1)
     t = (m1 - m0) / math.sqrt(v1 / n1 + v0 / n0)
     g1, g0 = math.exp(m1), math.exp(m0)
-    anomalous = t >= LATENCY_T_FEW.get(int(n1), LATENCY_T) and g1 >= LATENCY_RATIO * g0
+    anomalous = t >= latency_t(int(n1)) and g1 >= LATENCY_RATIO * g0
     return Judgement(anomalous, g1, g0, LATENCY_RATIO * g0, min(1.0, max(0.0, t / (2 * LATENCY_T))))
 
 
