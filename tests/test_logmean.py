@@ -76,10 +76,14 @@ def test_a_route_near_a_request_a_minute_feeds_one_log_mean_test() -> None:
     cycle = (2, 1, 1, 1, 1, 1, 1, 1, 0, 1)  # a batch over minutes 0-3, the next over minutes 4-9
     rd = RouteDetectors(Config())
     for i in range(600):
-        if i == 300:
+        if i == 306:  # mid-cycle: the batch time and the choice come back with the checkpoint
+            before = rd.routes["notes"]
             snap = rd.snapshot()
             rd = RouteDetectors(Config())
             rd.restore(snap)
+            after = rd.routes["notes"]
+            assert (after.batch_ms, after.batch_quiet) == (before.batch_ms, before.batch_quiet)
+            assert after.batch_ms > 0
         w = WindowAggregate("notes", i * 60_000, (i + 1) * 60_000)
         w.requests = w.events = cycle[i % 10]
         for _ in range(w.requests):

@@ -288,7 +288,8 @@ def _latency(new: list[float], old: list[float]) -> Judgement:
     v0 = max(old[V_LOG_SQ] / n0 - m0 * m0, 1e-6) * n0 / (n0 - 1)
     t = (m1 - m0) / math.sqrt(v1 / n1 + v0 / n0)
     g1, g0 = math.exp(m1), math.exp(m0)
-    anomalous = t >= latency_t(int(n1)) and g1 >= LATENCY_RATIO * g0
+    # the degrees of freedom of the smaller side (the new one, but for an old side with few latencies)
+    anomalous = t >= latency_t(int(min(n1, n0))) and g1 >= LATENCY_RATIO * g0
     return Judgement(anomalous, g1, g0, LATENCY_RATIO * g0, min(1.0, max(0.0, t / (2 * LATENCY_T))))
 
 

@@ -332,6 +332,9 @@ class ProportionTest(Stateful):
             self._fold(k, n, weight)
 
     def _fold(self, k: int, n: int, weight: float = 1.0) -> None:
+        """Learn ``k`` events of ``n`` trials into the baseline (an empty window teaches nothing)."""
+        if n <= 0:
+            return
         decay = 0.5 ** (weight / self.half_life)
         self.k_sum = self.k_sum * decay + min(k, n) * weight
         self.n_sum = self.n_sum * decay + n * weight
@@ -342,12 +345,15 @@ class ProportionTest(Stateful):
         an incident's first windows before it has spread over ``min_hot`` windows); a suspect window is held
         back (see ``hold``)."""
         r = self.evaluate(k, n, alpha)
-        own = binom_sf(k, max(n, k), self.baseline) if k >= 2 else 1.0  # the window's own tail
+        p0 = self.baseline
+        # the window's own tail, where it matters: a burst (min_count events), or a hot window that may be held
+        hot = k >= 2 and k >= max(p0 * self.min_ratio, p0 + self.min_delta) * n
+        own = binom_sf(k, max(n, k), p0) if k >= self.min_count or hot else 1.0
         held = self.held
         if r.anomalous or (k >= self.min_count and own < self.alpha):
             self.learn(k, n, 0.0)
             self.held = None  # the start of this excess: never learned
-        elif (1.0 - r.score < self.hold or own < self.hold) and self.learned >= self.half_life:
+        elif (1.0 - r.score < self.hold or hot and own < self.hold) and self.learned >= self.half_life:
             self.learn(k, n, 0.0)
             if held is None:
                 held = self.held = []
@@ -358,8 +364,7 @@ class ProportionTest(Stateful):
         else:
             if held is not None:
                 for kh, nh in held:
-                    if nh > 0:
-                        self._fold(kh, nh)
+                    self._fold(kh, nh)
                 self.held = None
             self.learn(k, n, 1.0)
         if r.anomalous:

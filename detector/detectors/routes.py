@@ -400,9 +400,13 @@ class RouteDetectors:
                 det = st.det(name)
                 assert isinstance(det, LevelShift)
                 results[name] = det.update(sketch.quantile(q), w.start, sketch.count)
-            took = float(w.end - since)
-            st.batch_ms = took if st.batch_ms < 0 else st.batch_ms + BATCH_TIME_WEIGHT * (took - st.batch_ms)
-            st.batch_quiet = st.batch_ms >= QUIET_BATCH_MS * BATCH_TIME_BAND[0 if st.batch_quiet else 1]
+            # a batch that waited out a night counts as twice the bound: it says the route is quiet, not how quiet
+            took = float(min(w.end - since, 2 * QUIET_BATCH_MS))
+            if st.batch_ms < 0:  # the first batch (or a checkpoint from before): its own time
+                st.batch_ms, st.batch_quiet = took, took >= QUIET_BATCH_MS
+            else:
+                st.batch_ms += BATCH_TIME_WEIGHT * (took - st.batch_ms)
+                st.batch_quiet = st.batch_ms >= QUIET_BATCH_MS * BATCH_TIME_BAND[0 if st.batch_quiet else 1]
             quiet = st.batch_quiet
             key = "latency_logmean" if quiet else "latency_logmean_busy"
             lm = st.dets.get(key)
