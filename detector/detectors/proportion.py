@@ -328,7 +328,7 @@ class ProportionTest(Stateful):
         self.recent.append(_PAIRS.get((k, n)) or [k, n])
         self.recent_k += k
         self.recent_n += n
-        if weight > 0 and n > 0:
+        if weight > 0:
             self._fold(k, n, weight)
 
     def _fold(self, k: int, n: int, weight: float = 1.0) -> None:
@@ -345,19 +345,22 @@ class ProportionTest(Stateful):
         an incident's first windows before it has spread over ``min_hot`` windows); a suspect window is held
         back (see ``hold``)."""
         r = self.evaluate(k, n, alpha)
-        p0 = self.baseline
         # the window's own tail, where it matters: a burst (min_count events), or a hot window that may be held
-        hot = k >= 2 and k >= max(p0 * self.min_ratio, p0 + self.min_delta) * n
-        own = binom_sf(k, max(n, k), p0) if k >= self.min_count or hot else 1.0
+        hot, own = False, 1.0
+        if k >= 2:
+            p0 = self.baseline
+            hot = k >= max(p0 * self.min_ratio, p0 + self.min_delta) * n
+            if k >= self.min_count or hot:
+                own = binom_sf(k, max(n, k), p0)
         held = self.held
         if r.anomalous or (k >= self.min_count and own < self.alpha):
             self.learn(k, n, 0.0)
             self.held = None  # the start of this excess: never learned
-        elif (1.0 - r.score < self.hold or hot and own < self.hold) and self.learned >= self.half_life:
+        elif self.learned >= self.half_life and (1.0 - r.score < self.hold or hot and own < self.hold):
             self.learn(k, n, 0.0)
             if held is None:
                 held = self.held = []
-            held.append(_PAIRS.get((k, n)) or [k, n])
+            held.append(self.recent[-1])  # the pair learn just added to the span history
             if len(held) > self.max_span:
                 self._fold(held[0][0], held[0][1])
                 del held[0]
