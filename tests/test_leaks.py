@@ -27,6 +27,9 @@ from detector.replay import replay_lines
 from detector.scenarios.generate import START_MS, generate_scenario
 
 CANARY = re.compile(r"canary", re.IGNORECASE)
+#: The detector's own names that hold the word (its canary comparison's signals and detector), removed from a
+#: text before it is searched for the canaries planted in the events.
+OWN_NAMES = re.compile(r"canary_(errors|reviews|latency|cost)|CanaryComparison")
 ROUTE = "leak.route"
 EMAIL = "alice@example.com"
 API_KEY = "sk-live-4eC39HqLyjWDarjtT1zdp7dc"
@@ -146,8 +149,9 @@ def _merged(scenario_events: list[dict[str, Any]], extra: list[dict[str, Any]]) 
 def assert_clean(texts: list[str], where: str) -> None:
     """No canary anywhere, and every sensitive identifier at most as its redaction marker."""
     for text in texts:
-        m = CANARY.search(text)
-        assert m is None, f"canary leaked into {where}: ...{text[max(0, m.start() - 80):m.end() + 40]}..."
+        clean = OWN_NAMES.sub("", text)
+        m = CANARY.search(clean)
+        assert m is None, f"canary leaked into {where}: ...{clean[max(0, m.start() - 80):m.end() + 40]}..."
         for secret in SECRETS:
             assert secret not in text, f"{secret!r} leaked into {where}"
     # pieces of the secrets must not survive either (a partial mask is a leak)

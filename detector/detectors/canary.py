@@ -20,10 +20,15 @@ The old side starts from the route's own recent traffic before the change
 comparison does not wait for the old version to gather errors of its own.
 A comparison is judged only while the old version carries at least as much of
 the traffic since the change as the new one (a canary, not a full rollout).
-The comparison ends when the change is rolled back (a ``change`` back to the
-old version), when one side stops serving (promoted or withdrawn), or after
-a day. Which version serves the per-window majority plays no part, so a
-quiet route whose majority flips back and forth is read right. The
+A change rolled out to all the traffic (at once, or a canary promoted) keeps
+only its reviews compared with the old version's past, for six hours after
+the change: reviews come late and sparse, and counting only the new
+version's (not the old outputs still being reviewed) finds a worse prompt
+sooner than the route's own review test. The comparison ends when the
+change is rolled back (a ``change`` back to the old version), when the new
+version is withdrawn, or after a day (six hours for a rollout). Which
+version serves the per-window majority plays no part, so a quiet route
+whose majority flips back and forth is read right. The
 rollback target of a firing is the old version the change named.
 
 >>> from detector.events import ChangeEvent, ErrorEvent, UsageEvent
@@ -104,6 +109,13 @@ ENDS_AFTER = 60
 MAX_LIFE_MS = 86_400_000
 #: Comparisons followed per route at once (the oldest go first).
 MAX_ACTIVE = 4
+#: A change rolled out to all the traffic (the old version stops serving, or never served beside it) keeps
+#: its reviews compared with the old version's past for this long after the change: reviews come late and
+#: sparse, and a full rollout has no old version beside it. Its other measures are not judged (the route's
+#: own tests see a whole route's errors, latency and cost, at their own times of day).
+ROLLOUT_REVIEWS_MS = 6 * 3_600_000
+#: The count of windows folded into a route's history stops here (only "enough for the warm-up?" is asked).
+HISTORY_WINDOWS_MAX = 1_000_000
 
 
 def _stats() -> list[float]:
@@ -118,12 +130,17 @@ class CanaryWatch:
         self.active: dict[str, dict[str, Any]] = {}
         #: The route's counters while no comparison runs, exponentially forgotten: the old version's past.
         self.history = _stats()
+        #: Windows with traffic folded into the history (counted up to HISTORY_WINDOWS_MAX).
+        self.history_windows = 0
         #: The comparison behind the last anomalous judgement: its kind and old version.
         self.last: dict[str, str] | None = None
 
-    def on_window(self, w: WindowAggregate) -> dict[str, Judgement]:
+    def on_window(self, w: WindowAggregate, warmup: int = 0) -> dict[str, Judgement]:
         """Pool this window into each comparison and judge them; every canary signal is judged (not
-        anomalous while no comparison runs, so an alarm clears once a bad canary is rolled back)."""
+        anomalous while no comparison runs, so an alarm clears once a bad canary is rolled back).
+
+        ``warmup``: the windows of history a rollout's comparison needs at its change (its old side is
+        nothing but that history; a canary's old version serves beside it, so a canary needs none)."""
         if not self.active and not w.changes:  # the usual case: no comparison runs
             if w.events:
                 self._remember(w)
@@ -133,13 +150,18 @@ class CanaryWatch:
         for key in list(self.active):
             if not self._pool(key, self.active[key], w):
                 del self.active[key]
-        if not self.active and w.events:
-            self._remember(w)
+        if w.events and all(c["rollout"] for c in self.active.values()):
+            self._remember(w)  # no canary splits the traffic: the window is the route's own past
         out = dict(QUIET)
         for c in self.active.values():
-            if c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2:
-                continue  # the old version no longer carries most of the traffic: a rollout, not a canary
-            for name, r in _judge(c).items():
+            judged = _judge(c)
+            if c["rollout"] or c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2:
+                # the old version no longer carries most of the traffic: a rollout, not a canary; only its
+                # reviews are compared, with the old version's past (a route's, once it has one)
+                if c["history_windows"] < warmup:
+                    continue
+                judged = {"canary_reviews": judged["canary_reviews"]}
+            for name, r in judged.items():
                 if r.anomalous and (not out[name].anomalous or r.score > out[name].score):
                     out[name] = r
                     self.last = {"kind": c["kind"], "to_version": c["old"]}
@@ -164,13 +186,14 @@ class CanaryWatch:
         scale = min(1.0, HISTORY_REQUESTS / self.history[V_REQUESTS]) if self.history[V_REQUESTS] > 0 else 1.0
         self.active[key] = {"kind": kind, "old": str(old), "new": str(new), "since": int(ch.get("ts", 0)),
                             "n": _stats(), "o": [x * scale for x in self.history], "errors": {}, "one_sided": 0,
-                            "own_old": 0.0}
+                            "own_old": 0.0, "rollout": False,
+                            "history_windows": self.history_windows}
         while len(self.active) > MAX_ACTIVE:
             del self.active[next(iter(self.active))]
 
     def _pool(self, key: str, c: dict[str, Any], w: WindowAggregate) -> bool:
         """Add the window's counters of both versions; False when the comparison is over."""
-        if w.end - c["since"] > MAX_LIFE_MS:
+        if w.end - c["since"] > (ROLLOUT_REVIEWS_MS if c["rollout"] else MAX_LIFE_MS):
             return False
         per = w.versions.get(c["kind"], {})
         new, old = per.get(c["new"]), per.get(c["old"])
@@ -180,8 +203,10 @@ class CanaryWatch:
         served_old = 0.0 if old is None else old[V_REQUESTS] + old[V_LAT_N] / 2
         if served_new <= 0 or served_old <= 0:
             c["one_sided"] += served_new + served_old
-            if c["one_sided"] >= ENDS_AFTER:
-                return False
+            if c["one_sided"] >= ENDS_AFTER and not c["rollout"]:
+                if served_old > 0 or w.end - c["since"] > ROLLOUT_REVIEWS_MS:
+                    return False  # the new version was withdrawn, or a canary's day is over
+                c["rollout"] = True  # promoted to all the traffic: its reviews are still watched
         else:
             c["one_sided"] = 0
         for acc, st in ((c["n"], new), (c["o"], old)):
@@ -206,6 +231,8 @@ class CanaryWatch:
         for st in w.contexts.values():
             for i, x in enumerate(st[:N_STATS]):
                 h[i] += x
+        if self.history_windows < HISTORY_WINDOWS_MAX:
+            self.history_windows += 1
 
     def error_class(self) -> str | None:
         """The most frequent error class in the windows of the comparisons running (for the type)."""
@@ -219,7 +246,7 @@ class CanaryWatch:
     def to_dict(self) -> dict[str, Any]:
         return {"active": {k: dict(c, n=list(c["n"]), o=list(c["o"]), errors=dict(c["errors"]))
                            for k, c in self.active.items()}, "last": self.last,
-                "history": [round(x, 6) for x in self.history]}
+                "history": [round(x, 6) for x in self.history], "history_windows": self.history_windows}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CanaryWatch:
@@ -227,10 +254,13 @@ class CanaryWatch:
         for k, c in d.get("active", {}).items():
             watch.active[str(k)] = dict(c, n=[float(x) for x in c["n"]], o=[float(x) for x in c["o"]],
                                         errors={str(e): int(n) for e, n in c["errors"].items()},
-                                        own_old=float(c.get("own_old", 0.0)))
+                                        own_old=float(c.get("own_old", 0.0)),
+                                        rollout=bool(c.get("rollout", False)),
+                                        history_windows=int(c.get("history_windows", 0)))
         watch.last = d.get("last")
         hist = [float(x) for x in d.get("history", [])][:N_STATS]
         watch.history = hist + [0.0] * (N_STATS - len(hist))
+        watch.history_windows = int(d.get("history_windows", 0))
         return watch
 
 

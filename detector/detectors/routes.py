@@ -524,7 +524,7 @@ class RouteDetectors:
         if g.max_rejection_rate is not None and reviews >= self.config.detectors.min_requests:
             results["guardrail_rejection_rate"] = _limit(w.rejection_rate, g.max_rejection_rate)
 
-        canary = st.canary.on_window(w)
+        canary = st.canary.on_window(w, st.config.detectors.warmup_windows)
         results.update(canary)
         if any(r.anomalous for r in canary.values()):
             st.subject["canary_class"] = st.canary.error_class() or "other"
