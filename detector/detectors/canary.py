@@ -20,13 +20,16 @@ The old side starts from the route's own recent traffic before the change
 comparison does not wait for the old version to gather errors of its own.
 A comparison is judged only while the old version carries at least as much of
 the traffic since the change as the new one (a canary, not a full rollout).
-A change rolled out to all the traffic (at once, or a canary promoted) keeps
-only its reviews compared with the old version's past, for six hours after
-the change: reviews come late and sparse, and counting only the new
-version's (not the old outputs still being reviewed) finds a worse prompt
-sooner than the route's own review test. The comparison ends when the
-change is rolled back (a ``change`` back to the old version), when the new
-version is withdrawn, or after a day (six hours for a rollout). Which
+A change rolled out to all the traffic (at once, however quiet the route, or
+a canary promoted: by a ``change`` repeating its ``from -> to``, or seen as
+60 requests of the new version alone) keeps only its reviews compared with
+the old version's past, for six hours after the change: reviews come late
+and sparse, and counting only the new version's (not the old outputs still
+being reviewed) finds a worse prompt sooner than the route's own review
+test. The comparison ends when the change is rolled back (a ``change`` back
+to the old version), when the new version is withdrawn (60 requests of the
+old version alone, a rollout's too), or after a day (six hours for a
+rollout). Which
 version serves the per-window majority plays no part, so a quiet route
 whose majority flips back and forth is read right. The
 rollback target of a firing is the old version the change named.
@@ -150,12 +153,12 @@ class CanaryWatch:
         for key in list(self.active):
             if not self._pool(key, self.active[key], w):
                 del self.active[key]
-        if w.events and all(c["rollout"] for c in self.active.values()):
+        if w.events and all(_rolled_out(c) for c in self.active.values()):
             self._remember(w)  # no canary splits the traffic: the window is the route's own past
         out = dict(QUIET)
         for c in self.active.values():
             judged = _judge(c)
-            if c["rollout"] or c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2:
+            if _rolled_out(c):
                 # the old version no longer carries most of the traffic: a rollout, not a canary; only its
                 # reviews are compared, with the old version's past (a route's, once it has one)
                 if c["history_windows"] < warmup:
@@ -179,8 +182,12 @@ class CanaryWatch:
             return
         key = f"tool:{tool_identity(str(new))}" if kind == "tool" else str(kind)
         cur = self.active.get(key)
-        if cur is not None and (new in (cur["old"], cur["new"])):
-            del self.active[key]  # rolled back, or promoted: the comparison is over
+        if cur is not None and new == cur["old"]:
+            del self.active[key]  # rolled back: the comparison is over
+            return
+        if cur is not None and new == cur["new"]:
+            cur["rollout"] = True  # promoted to all the traffic: its reviews are still watched
+            cur["one_sided"] = 0.0
             return
         self.active.pop(key, None)
         scale = min(1.0, HISTORY_REQUESTS / self.history[V_REQUESTS]) if self.history[V_REQUESTS] > 0 else 1.0
@@ -193,7 +200,7 @@ class CanaryWatch:
 
     def _pool(self, key: str, c: dict[str, Any], w: WindowAggregate) -> bool:
         """Add the window's counters of both versions; False when the comparison is over."""
-        if w.end - c["since"] > (ROLLOUT_REVIEWS_MS if c["rollout"] else MAX_LIFE_MS):
+        if w.end - c["since"] > (ROLLOUT_REVIEWS_MS if _rolled_out(c) else MAX_LIFE_MS):
             return False
         per = w.versions.get(c["kind"], {})
         new, old = per.get(c["new"]), per.get(c["old"])
@@ -201,12 +208,18 @@ class CanaryWatch:
             return True
         served_new = 0.0 if new is None else new[V_REQUESTS] + new[V_LAT_N] / 2
         served_old = 0.0 if old is None else old[V_REQUESTS] + old[V_LAT_N] / 2
-        if served_new <= 0 or served_old <= 0:
+        if c["rollout"]:
+            # the new version serves alone; the old one alone again, for a while, is the rollout withdrawn
+            c["one_sided"] = c["one_sided"] + served_old if served_new <= 0 else 0.0
+            if c["one_sided"] >= ENDS_AFTER:
+                return False
+        elif served_new <= 0 or served_old <= 0:
             c["one_sided"] += served_new + served_old
-            if c["one_sided"] >= ENDS_AFTER and not c["rollout"]:
+            if c["one_sided"] >= ENDS_AFTER:
                 if served_old > 0 or w.end - c["since"] > ROLLOUT_REVIEWS_MS:
                     return False  # the new version was withdrawn, or a canary's day is over
                 c["rollout"] = True  # promoted to all the traffic: its reviews are still watched
+                c["one_sided"] = 0.0
         else:
             c["one_sided"] = 0
         for acc, st in ((c["n"], new), (c["o"], old)):
@@ -251,17 +264,25 @@ class CanaryWatch:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CanaryWatch:
         watch = cls()
+        hist = [float(x) for x in d.get("history", [])][:N_STATS]
+        # a snapshot from before the count was kept: a route with a history has had its warm-up
+        seen = HISTORY_WINDOWS_MAX if len(hist) > V_REQUESTS and hist[V_REQUESTS] > 0 else 0
         for k, c in d.get("active", {}).items():
             watch.active[str(k)] = dict(c, n=[float(x) for x in c["n"]], o=[float(x) for x in c["o"]],
                                         errors={str(e): int(n) for e, n in c["errors"].items()},
                                         own_old=float(c.get("own_old", 0.0)),
                                         rollout=bool(c.get("rollout", False)),
-                                        history_windows=int(c.get("history_windows", 0)))
+                                        history_windows=int(c.get("history_windows", seen)))
         watch.last = d.get("last")
-        hist = [float(x) for x in d.get("history", [])][:N_STATS]
         watch.history = hist + [0.0] * (N_STATS - len(hist))
-        watch.history_windows = int(d.get("history_windows", 0))
+        watch.history_windows = int(d.get("history_windows", seen))
         return watch
+
+
+def _rolled_out(c: dict[str, Any]) -> bool:
+    """A rollout, not a canary: promoted, or the old version has carried less of the traffic since the
+    change than the new one (a change to all the traffic at once, however quiet the route)."""
+    return bool(c["rollout"]) or c["own_old"] < c["n"][V_REQUESTS] + c["n"][V_LAT_N] / 2
 
 
 def _judge(c: dict[str, Any]) -> dict[str, Judgement]:
