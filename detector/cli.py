@@ -341,22 +341,22 @@ def _config_explain(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     if args.what == "nab":
-        from detector.nab.runner import main as nab_main
+        from detector.bench.nab.runner import main as nab_main
 
         return nab_main(rest)
     if args.what == "kafka":
-        from detector.bench_kafka import main as kafka_main
+        from detector.bench.kafka import main as kafka_main
 
         return kafka_main(rest)
     if args.what == "scenarios":
-        from detector.scenarios.bench import main as scen_main
+        from detector.bench.scenarios.bench import main as scen_main
 
         return scen_main(rest)
     if args.what == "scale":
-        from detector.bench_scale import main as scale_main
+        from detector.bench.scale import main as scale_main
 
         return scale_main(rest)
-    from detector.bench_replay import main as replay_main
+    from detector.bench.replay import main as replay_main
 
     return replay_main(rest)
 

@@ -133,7 +133,7 @@ def run_format_topic(bootstrap: str, topic: str, fmt: str, messages: Sequence[by
     """`detector run` on one telemetry topic of another input format (SPEC 2c): the messages are produced,
     the service consumes them all and publishes at least one incident, then stops. Returns the incident
     messages on the incidents topic and the dead letters."""
-    from detector.bench_kafka import committed
+    from detector.bench.kafka import committed
 
     cfg = with_overrides(Config.model_validate({"input": {"formats": {topic: fmt}}}), {"kafka": {
         "bootstrap_servers": [bootstrap], "telemetry_topics": [topic], "partitions": 1,

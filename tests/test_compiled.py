@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from detector import compiled
+from detector.bench.scenarios.fleet_generate import generate_fleet
 from detector.config import Config
 from detector.detectors.base import _REGISTRY
 from detector.incidents.engine import _OPEN_FIELDS, _Open
 from detector.replay import replay_lines
-from detector.scenarios.fleet_generate import generate_fleet
 
 COMPILED = compiled.active()
 needs_build = pytest.mark.skipif(not COMPILED, reason="the compiled build is not installed here (pure Python): "

@@ -188,7 +188,7 @@ def test_restarts_clean_or_crashed_lose_nothing_and_repeat_only_what_receivers_d
 def test_the_service_and_delivery_bring_a_receiver_what_the_service_published(broker: EmbeddedBroker) -> None:
     """`detector run`'s two halves on one broker: telemetry in, and the webhook receives each incident
     message published on the incidents topic, once."""
-    from detector.scenarios.generate import generate_scenario
+    from detector.bench.scenarios.generate import generate_scenario
 
     lines = [json.dumps(e).encode() for e in generate_scenario(3, days=1).events]
     create_topics(broker.bootstrap, {"ai.telemetry": 2, "ai.incidents": 2})

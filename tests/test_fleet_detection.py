@@ -189,7 +189,7 @@ def test_count_test_knows_a_spike_on_the_first_day_is_measured_against_other_hou
 
 
 def _ms(text: str) -> int:
-    from detector.scenarios.score import to_ms
+    from detector.bench.scenarios.score import to_ms
 
     v = to_ms(text)
     assert v is not None

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector.scenarios.fleet import FLEET_START_MS, KINDS, expected_events, make_fleet, route_rates
-from detector.scenarios.fleet_generate import _fleet_label, generate_fleet
-from detector.scenarios.fleet_plan import FleetChange, FleetInjection, FleetPlan, make_fleet_plan
-from detector.scenarios.model import INCIDENT_TYPES, Label, Scenario, read_labels, write_scenario
-from detector.scenarios.plan import GAP_MIN
-from detector.scenarios.score import aggregate, score
+from detector.bench.scenarios.fleet import FLEET_START_MS, KINDS, expected_events, make_fleet, route_rates
+from detector.bench.scenarios.fleet_generate import _fleet_label, generate_fleet
+from detector.bench.scenarios.fleet_plan import FleetChange, FleetInjection, FleetPlan, make_fleet_plan
+from detector.bench.scenarios.model import INCIDENT_TYPES, Label, Scenario, read_labels, write_scenario
+from detector.bench.scenarios.plan import GAP_MIN
+from detector.bench.scenarios.score import aggregate, score
 
 MIN = 60_000
 SMALL = (101, 102, 103)  # 2 days, 8 routes: about a second each
@@ -481,7 +481,7 @@ def test_score_fleet_perfect_passes(tiny: Scenario) -> None:
 def test_bench_fleet_suite(monkeypatch: pytest.MonkeyPatch) -> None:
     """`bench scenarios --suite fleet`: an oracle replay passes every fleet bar; a false incident
     is explained on its own line (route, kind, type, severity, signal, weekday)."""
-    from detector.scenarios import bench
+    from detector.bench.scenarios import bench
 
     truth = generate_fleet(101, days=2, routes=8)
     oracle: list[dict[str, Any]] = []
@@ -530,7 +530,7 @@ def test_a_second_model_upgrade_to_the_model_serving_changes_the_version() -> No
     """The fleet planner takes a model change's target from the model the route starts with; when an earlier
     release already moved the route there, the change went from that model to itself (a canary no version
     comparison can see, labelled as one). It goes back to the route's first model instead."""
-    from detector.scenarios.plan import ROUTES, Change, _resolve_versions, initial_versions
+    from detector.bench.scenarios.plan import ROUTES, Change, _resolve_versions, initial_versions
 
     route = ROUTES[0]
     first = initial_versions(route)["model"]

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from detector.bench.scenarios.generate import START_MS, generate_scenario
 from detector.cli import main
 from detector.config import Config
 from detector.ingest.decode import Rejection, parse_ts
 from detector.pipeline import Pipeline
 from detector.replay import replay_lines
-from detector.scenarios.generate import START_MS, generate_scenario
 
 CANARY = re.compile(r"canary", re.IGNORECASE)
 #: The detector's own names that hold the word (its canary comparison's signals and detector), removed from a

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.nab.runner import load_series, run_nab
-from detector.nab.scorer import (
+from detector.bench.nab.runner import load_series, run_nab
+from detector.bench.nab.scorer import (
     FileScores,
     Profile,
     load_profiles,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.bench_replay import synthetic_lines
+from detector.bench.replay import synthetic_lines
 from detector.cli import main
 from detector.config import Config
 from detector.replay import replay_lines

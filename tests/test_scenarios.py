@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from detector.scenarios.generate import generate_scenario
-from detector.scenarios.model import INCIDENT_TYPES, Label, Scenario, read_labels, write_scenario
-from detector.scenarios.score import aggregate, score
+from detector.bench.scenarios.generate import generate_scenario
+from detector.bench.scenarios.model import INCIDENT_TYPES, Label, Scenario, read_labels, write_scenario
+from detector.bench.scenarios.score import aggregate, score
 
 SEEDS = (1, 2, 3)
 MIN = 60_000
@@ -501,7 +501,7 @@ def test_aggregate_pools_seeds(small: Scenario) -> None:
 
 def test_bench_with_oracle_replay(monkeypatch: pytest.MonkeyPatch, one_day: Scenario) -> None:
     """The bench wiring: a replay that finds every label perfectly passes every bar."""
-    from detector.scenarios import bench
+    from detector.bench.scenarios import bench
 
     seed, days, truth = one_day.seed, one_day.days, one_day
     monkeypatch.setattr(bench, "generate_scenario", lambda s, d: truth if (s, d) == (seed, days) else None)

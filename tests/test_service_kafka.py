@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from detector.bench_kafka import committed as committed_offsets
+from detector.bench.kafka import committed as committed_offsets
 from detector.config import Config, load_config, with_overrides
 from detector.pipeline import Pipeline
 from detector.service.embedded import EmbeddedBroker, free_port
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def lines() -> list[bytes]:
     """One day of the labelled scenario of seed 3 (about 180,000 events, three incidents)."""
-    from detector.scenarios.generate import generate_scenario
+    from detector.bench.scenarios.generate import generate_scenario
 
     return [json.dumps(e).encode() for e in generate_scenario(3, days=1).events]
 
@@ -375,8 +375,8 @@ def test_operator_commands_round_trip_and_containment_follows(broker: EmbeddedBr
 def test_a_silent_partition_moves_with_the_wall_clock(broker: EmbeddedBroker) -> None:
     """A route whose whole partition goes silent is still seen to stop: after idle_timeout_s of wall-clock
     silence the partition's watermark follows the wall clock (written ahead to the changelog first)."""
+    from detector.bench.scenarios.generate import generate_scenario
     from detector.ingest.decode import Decoder, parse_ts
-    from detector.scenarios.generate import generate_scenario
 
     lines = [json.dumps(e).encode() for e in generate_scenario(5, days=1).events if e["route"] == "support-chat"]
     last_ms = max(Decoder().decode(line).ts_ms for line in lines)  # type: ignore[union-attr]

@@ -86,7 +86,7 @@ def normal(i: int, rng: random.Random) -> WindowAggregate:
 
 def test_core_is_the_nab_core() -> None:
     """The continuous-signal detector's core is the detector ``detector bench nab`` scores."""
-    from detector.nab.runner import default_detector
+    from detector.bench.nab.runner import default_detector
 
     assert repr(LevelShift().core) == repr(core_detector()) == repr(default_detector())
 

@@ -3,9 +3,9 @@
 Every series is streamed row by row through a fresh copy of one detector
 (one configuration for all 58 files, no look-ahead); the scores are written
 to ``out_dir/<category>/<file>.csv`` (``timestamp,value,anomaly_score``) and
-the corpus is scored with :mod:`detector.nab.scorer` on all three profiles.
+the corpus is scored with :mod:`detector.bench.nab.scorer` on all three profiles.
 
-``python -m detector.nab.runner --data ../shared/nab --out /tmp/nab``
+``python -m detector.bench.nab.runner --data ../shared/nab --out /tmp/nab``
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from detector.bench.nab.scorer import PROFILE_NAMES, FileScores, load_profiles, sweep, window_rows
 from detector.detectors.base import UnivariateDetector
-from detector.nab.scorer import PROFILE_NAMES, FileScores, load_profiles, sweep, window_rows
 
 __all__ = ["Series", "default_detector", "load_series", "main", "run_nab", "score_series"]
 

@@ -15,8 +15,8 @@ Printed beside the detection delay, slowest first, then the delay percentiles ov
 labels whose floor is within ``--within`` minutes (labels of other signals, such as volume or a runaway
 trace, have no floor and stay in both).
 
-``python benchmarks/label_floor.py DIR/seed-101 DIR/seed-102 [--within 20] [--incidents incidents.jsonl]`` (the folders
-``detector bench scenarios --suite fleet --out DIR`` writes)
+``python -m detector.bench.label_floor DIR/seed-101 DIR/seed-102 [--within 20] [--incidents incidents.jsonl]``
+(the folders ``detector bench scenarios --suite fleet --out DIR`` writes)
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
+from detector.bench.scenarios.model import read_labels
+from detector.bench.scenarios.score import p90, score
 from detector.events import VERSION_FIELDS
 from detector.ingest.decode import parse_ts
-from detector.scenarios.model import read_labels
-from detector.scenarios.score import p90, score
 
 BAD_OUTCOMES = frozenset(("rejected", "escalated"))
 NEEDED = 3  # bad events a rate test needs (ProportionTest.min_count)

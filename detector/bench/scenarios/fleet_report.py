@@ -6,8 +6,8 @@ canaries on the route, late flushes, labels that overlap or just ended, another 
 provider outage, where it falls in a batch window or business day), read from the
 scenario's ``labels.json`` so no events are needed.
 
->>> from detector.scenarios.model import Scenario
->>> from detector.scenarios.score import IncidentView
+>>> from detector.bench.scenarios.model import Scenario
+>>> from detector.bench.scenarios.score import IncidentView
 >>> sc = Scenario(1, 1, 0, [], [], ["r"], [], {"r": "batch"},
 ...               {"route_info": {"r": {"kind": "batch", "window_start_min": 60, "window_len_min": 120}}})
 >>> v = IncidentView("i", "r", "performance", 60 * 60_000, 63 * 60_000, True, severity="high",
@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from detector.scenarios.model import Scenario
-from detector.scenarios.score import IncidentView, ScenarioScore, is_optional
+from detector.bench.scenarios.model import Scenario
+from detector.bench.scenarios.score import IncidentView, ScenarioScore, is_optional
 
 __all__ = ["FLEET_HEADER", "fleet_row", "fleet_misses", "false_line", "false_lines", "false_summary"]
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from detector.scenarios.catalog import (
+from detector.bench.scenarios.catalog import (
     EXPENSIVE_UPGRADE,
     MODEL_PRICES,
     ROUTES,
@@ -23,7 +23,7 @@ from detector.scenarios.catalog import (
     diurnal,
     expected_requests,
 )
-from detector.scenarios.model import INCIDENT_TYPES
+from detector.bench.scenarios.model import INCIDENT_TYPES
 
 __all__ = ["Change", "Injection", "Plan", "make_plan", "VARIANTS", "CHANGE_KIND"]
 

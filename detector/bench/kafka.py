@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n < 1 or args.repeat < 1 or args.partitions < 1 or args.rate <= 0:
         print("bench kafka: --n, --repeat and --partitions must be at least 1, --rate above 0", file=sys.stderr)
         return 2
-    from detector.bench_replay import synthetic_lines
+    from detector.bench.replay import synthetic_lines
     from detector.service.embedded import EmbeddedBroker
 
     if not EmbeddedBroker.available():

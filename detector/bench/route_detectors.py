@@ -1,6 +1,6 @@
 """Per-window cost and state size of the detector stage (every signal of a route).
 
-``python benchmarks/bench_route_detectors.py [--seed 1] [--repeat 3]``
+``python -m detector.bench.route_detectors [--seed 1] [--repeat 3]``
 
 Replays one labelled scenario's closed windows through ``RouteDetectors`` and
 reports the median time of one ``on_window`` call (all signals of one route
@@ -15,34 +15,49 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 
+from detector.bench.scenarios.generate import generate_scenario
 from detector.config import Config
+from detector.detectors.firing import Firing
 from detector.detectors.routes import RouteDetectors
 from detector.pipeline import NullIncidents, Pipeline
-from detector.scenarios.generate import generate_scenario
 from detector.windows.aggregate import WindowAggregate
+from detector.windows.windower import EmptyRun
 
 
 class _Keep:
-    """A detector stage that keeps the closed windows."""
+    """A detector stage (:class:`~detector.pipeline.DetectorStage`) that keeps the closed windows."""
 
     def __init__(self) -> None:
         self.windows: list[WindowAggregate] = []
 
-    def on_window(self, w: WindowAggregate) -> list:  # type: ignore[type-arg]
-        self.windows.append(w)
+    def on_window(self, window: WindowAggregate) -> list[Firing]:
+        self.windows.append(window)
         return []
 
     def on_evict(self, route: str) -> None:
         return None
 
-    def heighten(self, route: str, until_ms: int) -> None:
+    def quiet(self, route: str) -> bool:
+        return False  # every window is kept, empty ones too
+
+    def on_empty_run(self, run: EmptyRun) -> None:
         return None
 
-    def snapshot(self) -> dict:  # type: ignore[type-arg]
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
         return {}
 
-    def restore(self, snap: dict) -> None:  # type: ignore[type-arg]
+    def restore(self, snap: dict[str, Any]) -> None:
+        return None
+
+    def route_state(self, route: str) -> dict[str, Any] | None:
+        return None
+
+    def restore_routes(self, routes: dict[str, dict[str, Any]]) -> None:
         return None
 
 

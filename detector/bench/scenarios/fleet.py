@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.scenarios.catalog import MODEL_PROVIDER, RouteSpec
+from detector.bench.scenarios.catalog import MODEL_PROVIDER, RouteSpec
 
 __all__ = [
     "FLEET_START_MS",

@@ -4,8 +4,8 @@
 for JSON) for six routes of very different volume, with a diurnal traffic
 shape, background errors, human reviews, benign releases, a few late and
 duplicated events, canary strings in every free-text field, and the
-incidents chosen by :mod:`detector.scenarios.plan`, each with its
-:class:`~detector.scenarios.model.Label`. The first ~18 hours are always
+incidents chosen by :mod:`detector.bench.scenarios.plan`, each with its
+:class:`~detector.bench.scenarios.model.Label`. The first ~18 hours are always
 clean so that detectors can learn a baseline.
 
 >>> s = generate_scenario(7, days=1)
@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.ingest.decode import parse_ts
-from detector.scenarios.catalog import (
+from detector.bench.scenarios.catalog import (
     BASE_ERROR_RATES,
     MODEL_PRICES,
     MODEL_PROVIDER,
@@ -37,8 +36,9 @@ from detector.scenarios.catalog import (
     RouteSpec,
     diurnal,
 )
-from detector.scenarios.model import Label, Scenario, write_scenario
-from detector.scenarios.plan import MIN, Change, Injection, Plan, initial_versions, make_plan
+from detector.bench.scenarios.model import Label, Scenario, write_scenario
+from detector.bench.scenarios.plan import MIN, Change, Injection, Plan, initial_versions, make_plan
+from detector.ingest.decode import parse_ts
 
 __all__ = ["generate_scenario", "write_scenario", "START_MS"]
 

@@ -1,13 +1,13 @@
 """Planning a fleet week: incidents, canaries, provider outages, ramps, releases, late flushes.
 
-Like :mod:`detector.scenarios.plan`, the plan is made before any event exists, on the
-routes' expected rates (:func:`~detector.scenarios.fleet.route_rates`), so an incident is
+Like :mod:`detector.bench.scenarios.plan`, the plan is made before any event exists, on the
+routes' expected rates (:func:`~detector.bench.scenarios.fleet.route_rates`), so an incident is
 only placed where its route has the volume to show it at that time of day and week (never
 a traffic stop on a batch route outside its window, or on a business route at night). At
-most one incident is active per route, with :data:`~detector.scenarios.plan.GAP_MIN`
+most one incident is active per route, with :data:`~detector.bench.scenarios.plan.GAP_MIN`
 minutes kept free around it; the first 18 hours are clean.
 
-Besides the six types of :data:`~detector.scenarios.plan.VARIANTS` a week holds:
+Besides the six types of :data:`~detector.bench.scenarios.plan.VARIANTS` a week holds:
 
 * canary regressions: a change sends 10-30% of the route's requests to a new version and
   only those are bad; a rollback change ends it. Benign canaries are healthy and end with
@@ -18,7 +18,7 @@ Besides the six types of :data:`~detector.scenarios.plan.VARIANTS` a week holds:
 * slow review rejections after a prompt change, on a route with few reviews;
 * late log flushes: a stretch of a route's events arriving later in one burst.
 
->>> from detector.scenarios.fleet import make_fleet, subset
+>>> from detector.bench.scenarios.fleet import make_fleet, subset
 >>> plan = make_fleet_plan(random.Random(1), subset(make_fleet(101), 8), days=2)
 >>> any(i.canary_share for i in plan.injections), len(plan.flushes) >= 1
 (True, True)
@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector.scenarios.catalog import EXPENSIVE_UPGRADE, MODEL_PRICES, SNAPSHOT_UPGRADE
-from detector.scenarios.fleet import FleetRoute, route_rates
-from detector.scenarios.model import INCIDENT_TYPES
-from detector.scenarios.plan import (
+from detector.bench.scenarios.catalog import EXPENSIVE_UPGRADE, MODEL_PRICES, SNAPSHOT_UPGRADE
+from detector.bench.scenarios.fleet import FleetRoute, route_rates
+from detector.bench.scenarios.model import INCIDENT_TYPES
+from detector.bench.scenarios.plan import (
     CHANGE_KIND,
     MIN,
     VARIANTS,

@@ -28,7 +28,7 @@ Added for the fleet suite (none of it changes the figures above):
 * a *canary* label (variant ``canary_*``) is found like any other;
 * the p90 delay is the nearest-rank 90th percentile of the delays.
 
->>> from detector.scenarios.model import Label, Scenario
+>>> from detector.bench.scenarios.model import Label, Scenario
 >>> lb = Label("r", "cost", 3_600_000, 7_200_000, None, "d")
 >>> sc = Scenario(1, 1, 0, [], [lb], ["r"], ["CANARY-1-0"])
 >>> inc = {"incident_id": "i1", "event": "opened", "seq": 1, "route": "r", "incident_type": "cost",
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from detector.scenarios.model import Label, Scenario
+from detector.bench.scenarios.model import Label, Scenario
 
 __all__ = [
     "IncidentView",

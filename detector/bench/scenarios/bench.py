@@ -9,9 +9,9 @@ per bar. Exit status 0 only when every bar passes.
 Log records emitted during the replay are captured and checked for canary
 leaks along with the incidents.
 
-``--suite fleet`` runs the fleet suite instead (:mod:`detector.scenarios.fleet_generate`:
+``--suite fleet`` runs the fleet suite instead (:mod:`detector.bench.scenarios.fleet_generate`:
 a week of 28-30 routes from a Thursday, default seeds 101,102,103) against its own bars,
-and explains every false incident (:mod:`detector.scenarios.fleet_report`); ``--routes N``
+and explains every false incident (:mod:`detector.bench.scenarios.fleet_report`); ``--routes N``
 keeps N routes of the fleet for a quick run.
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from detector.scenarios.generate import generate_scenario
-from detector.scenarios.model import Scenario, write_scenario
-from detector.scenarios.score import AggregateScore, ScenarioScore, aggregate, score
+from detector.bench.scenarios.generate import generate_scenario
+from detector.bench.scenarios.model import Scenario, write_scenario
+from detector.bench.scenarios.score import AggregateScore, ScenarioScore, aggregate, score
 
 __all__ = ["main", "run_seed", "run_fleet_seed", "format_row", "format_aggregate"]
 
@@ -79,7 +79,7 @@ def run_fleet_seed(
     seed: int, days: int, config: Any, out_dir: Path, routes: int | None = None
 ) -> tuple[ScenarioScore, dict[str, float], Scenario]:
     """As :func:`run_seed` for the fleet suite; also returns the scenario (its events dropped)."""
-    from detector.scenarios.fleet_generate import generate_fleet
+    from detector.bench.scenarios.fleet_generate import generate_fleet
 
     t0 = time.perf_counter()
     scenario = generate_fleet(seed, days, routes)
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def _main_fleet(seeds: list[int], args: argparse.Namespace, config: Any, base: Path, stream: TextIO) -> int:
-    from detector.scenarios.fleet_report import FLEET_HEADER, false_lines, false_summary, fleet_misses, fleet_row
+    from detector.bench.scenarios.fleet_report import FLEET_HEADER, false_lines, false_summary, fleet_misses, fleet_row
 
     print(FLEET_HEADER, file=stream)
     runs: list[tuple[ScenarioScore, Scenario]] = []

@@ -1,9 +1,9 @@
 """The "fleet" scenario: a week of gateway traffic over 28-30 routes, with labelled incidents.
 
 ``generate_fleet(seed, days=7)`` builds SPEC section 1 events with the event builders of
-:mod:`detector.scenarios.generate` (same fields, canaries in every free-text field, a share
+:mod:`detector.bench.scenarios.generate` (same fields, canaries in every free-text field, a share
 of epoch-ms timestamps, a few late and resent events) over the cast of
-:mod:`detector.scenarios.fleet` and the plan of :mod:`detector.scenarios.fleet_plan`. What
+:mod:`detector.bench.scenarios.fleet` and the plan of :mod:`detector.bench.scenarios.fleet_plan`. What
 it adds: per-route weekly shapes, canary releases (only a share of requests carries the
 new version, and only those are hurt), ramps, provider outages across routes, and late log
 flushes. It starts on a Thursday at 00:00 UTC.
@@ -25,12 +25,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from detector.scenarios.catalog import RouteSpec
-from detector.scenarios.fleet import FLEET_START_MS, FleetRoute, make_fleet, route_rates, subset, weekday_name
-from detector.scenarios.fleet_plan import FleetChange, FleetInjection, FleetPlan, make_fleet_plan
-from detector.scenarios.generate import _label, _Synth
-from detector.scenarios.model import Label, Scenario, write_scenario
-from detector.scenarios.plan import MIN, Change, Injection, initial_versions
+from detector.bench.scenarios.catalog import RouteSpec
+from detector.bench.scenarios.fleet import FLEET_START_MS, FleetRoute, make_fleet, route_rates, subset, weekday_name
+from detector.bench.scenarios.fleet_plan import FleetChange, FleetInjection, FleetPlan, make_fleet_plan
+from detector.bench.scenarios.generate import _label, _Synth
+from detector.bench.scenarios.model import Label, Scenario, write_scenario
+from detector.bench.scenarios.plan import MIN, Change, Injection, initial_versions
 
 __all__ = ["generate_fleet", "write_fleet"]
 
@@ -200,7 +200,7 @@ def generate_fleet(seed: int, days: int = 7, routes: int | None = None) -> Scena
     """The fleet scenario of ``seed``: same seed, days and routes, identical events and labels.
 
     ``routes`` keeps only that many routes (every kind, none busier than 25 requests a
-    minute: see :func:`~detector.scenarios.fleet.subset`) for small, fast runs.
+    minute: see :func:`~detector.bench.scenarios.fleet.subset`) for small, fast runs.
     """
     if days < 1:
         raise ValueError("days must be >= 1")

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from detector.bench_replay import measure
+from detector.bench.replay import measure
 from detector.compiled import describe
 from detector.config import Config
 
@@ -91,7 +91,7 @@ def memory(routes: int, hours: int, per_hour: int) -> dict[str, float]:
 
 
 def _memory_in_subprocess(routes: int, hours: int, per_hour: int) -> dict[str, float]:
-    code = ("import json, sys; from detector.bench_scale import memory; "
+    code = ("import json, sys; from detector.bench.scale import memory; "
             f"print(json.dumps(memory({routes}, {hours}, {per_hour})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))

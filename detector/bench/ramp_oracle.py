@@ -9,7 +9,7 @@ judged without a false-alarm budget of its own: alarms outside labels are counte
 whole week. Printed per label: the route's samples a day, the oracle's delay at thresholds ``--h`` (in
 standard deviations) with its false alarms, and the detector's delay from ``--incidents``.
 
-``python benchmarks/ramp_oracle.py DIR/seed-101 DIR/seed-102 [--h 8 10 12 15] [--incidents incidents.jsonl]``
+``python -m detector.bench.ramp_oracle DIR/seed-101 DIR/seed-102 [--h 8 10 12 15] [--incidents incidents.jsonl]``
 (the folders ``detector bench scenarios --suite fleet --out DIR`` writes)
 """
 
@@ -21,9 +21,9 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from detector.bench.scenarios.model import read_labels
+from detector.bench.scenarios.score import score
 from detector.ingest.decode import parse_ts
-from detector.scenarios.model import read_labels
-from detector.scenarios.score import score
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
