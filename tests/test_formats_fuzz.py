@@ -83,3 +83,18 @@ def test_otlp_json_infinite_numbers_in_attributes_are_dropped() -> None:
     by_type = {e["type"]: e for e in out.events}
     assert by_type["usage"]["input_tokens"] == 0
     assert "status_code" not in by_type["error"]
+
+
+def test_otlp_json_infinite_int_value_is_dropped_not_raised() -> None:
+    """``{"intValue": Infinity}`` (json.loads accepts it) is no integer: the attribute is dropped, the span still
+    counts (the fuzz test above found it: ``int(inf)`` raised OverflowError out of the translator)."""
+    attrs = [{"key": "service.name", "value": {"stringValue": "r"}},
+             {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+             {"key": "gen_ai.usage.input_tokens", "value": {"intValue": float("inf")}}]
+    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "x", "value": {"intValue": float("-inf")}}]},
+                              "scopeSpans": [{"spans": [{
+                                  "traceId": "ab", "spanId": "cd", "startTimeUnixNano": "1767225600000000000",
+                                  "endTimeUnixNano": "1767225601000000000", "attributes": attrs}]}]}]}
+    out = Translator("otlp_json").translate(json.dumps(doc).encode())
+    by_type = {e["type"]: e for e in out.events}
+    assert by_type["usage"]["input_tokens"] == 0

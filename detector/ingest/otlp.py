@@ -128,7 +128,7 @@ def _json_value(v: Any) -> Any:
     if "intValue" in v:  # 64-bit integers arrive as strings
         try:
             return int(v["intValue"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # not a number, or an infinite one
             return None
     return None
 
