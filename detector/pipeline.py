@@ -92,9 +92,10 @@ class DetectorStage(Protocol):
         from each (none of them fires)."""
         ...
 
-    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
-        """Watch a route's signals of ``incident_type`` (None: all) harder until ``until_ms`` (an incident of
-        that type on it just resolved)."""
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None,
+                 signals: Sequence[str] = ()) -> None:
+        """Watch a route's ``signals`` (else its signals of ``incident_type``; None: all) harder until
+        ``until_ms`` (an incident of that type, with those signals, on it just resolved)."""
         ...
 
     def snapshot(self) -> dict[str, Any]: ...
@@ -165,7 +166,8 @@ class NullDetectors:
     def on_empty_run(self, run: EmptyRun) -> None:
         return None
 
-    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None,
+                 signals: Sequence[str] = ()) -> None:
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -276,6 +278,11 @@ class Stats:
             "unjudged": self.unjudged,
             "jumps": self.jumps,
         }
+
+
+def _signals(incident: dict[str, Any]) -> list[str]:
+    """The signal names an incident event carries (those to watch harder once it resolves)."""
+    return [str(s["signal"]) for s in incident.get("signals") or () if isinstance(s, dict) and "signal" in s]
 
 
 def _ignore(raw: bytes, rejection: Rejection) -> None:
@@ -562,7 +569,7 @@ class Pipeline:
         found = eng.on_window(w, firings) if not isinstance(eng, IncidentEngine) else eng.on_window(w, firings)
         for inc in found:
             if inc["event"] == "resolved":  # restored: watch the route harder for a while
-                self.detectors.heighten(route, w.end + self._heightened_ms, inc["incident_type"])
+                self.detectors.heighten(route, w.end + self._heightened_ms, inc["incident_type"], _signals(inc))
         if not firings and not found and self._sleepy and self._quiet(route):
             self.windower.sleep(route)
         return found
@@ -616,7 +623,8 @@ class Pipeline:
             self.stats.incidents[inc["event"]] += 1
             if inc["event"] == "resolved":
                 w = self.windower
-                self.detectors.heighten(inc["route"], (w.closed_end or 0) + self._heightened_ms, inc["incident_type"])
+                self.detectors.heighten(inc["route"], (w.closed_end or 0) + self._heightened_ms, inc["incident_type"],
+                                        _signals(inc))
         return out
 
     # -- per-route checkpoints (the service) -------------------------------------------

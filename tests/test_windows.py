@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 from detector.config import Config, WindowsConfig
 from detector.events import ChangeEvent, CostEvent, ErrorEvent, LatencyEvent, ReviewEvent, UsageEvent
@@ -37,7 +38,8 @@ class Collect:
     def on_evict(self, route: str) -> None:
         self.evicted.append(route)
 
-    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None,
+                 signals: Sequence[str] = ()) -> None:
         return None
 
     def snapshot(self) -> dict:

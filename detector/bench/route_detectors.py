@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from detector.bench.scenarios.generate import generate_scenario
@@ -45,7 +46,8 @@ class _Keep:
     def on_empty_run(self, run: EmptyRun) -> None:
         return None
 
-    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None,
+                 signals: Sequence[str] = ()) -> None:
         return None
 
     def snapshot(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ a :class:`~detector.detectors.firing.Firing` every window.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,8 @@ BATCH_TIME_BAND = (0.8, 1.2)
 BUSY_LOGMEAN: dict[str, int] = {"spans": 8, "horizon_ms": 20 * 60_000, "confirm": 2}
 #: Latency signals whose pooled value (several quiet windows) fires at once when far past its threshold.
 POOLED_LATENCY = frozenset(("latency_p50", "latency_p95"))
+#: Key of one signal in a route's heightened periods (beside its types' keys and "*").
+SIGNAL_KEY = "signal:"
 
 
 @dataclass(frozen=True)
@@ -334,14 +336,16 @@ class RouteDetectors:
             if last:
                 last.pop(name, None)
 
-    def heighten(self, route: str, until_ms: int, incident_type: str | None = None) -> None:
-        """Watch a route's signals of ``incident_type`` (None: every signal) harder until ``until_ms`` (after
-        an incident of that type resolves): no persistence. A blip of latency after a review incident is no
-        sign of the reviews coming back."""
+    def heighten(self, route: str, until_ms: int, incident_type: str | None = None,
+                 signals: Sequence[str] = ()) -> None:
+        """Watch a route's ``signals`` (those of the incident that resolved), else its signals of
+        ``incident_type`` (None: every signal), harder until ``until_ms``: no persistence. A blip of latency
+        after a review incident is no sign of the reviews coming back, nor after a provider's errors (the
+        same type, performance): an outage that comes back shows in its own signals."""
         st = self.routes.get(route)
         if st is not None:
-            key = incident_type or "*"
-            st.heightened[key] = max(st.heightened.get(key, 0), until_ms)
+            for key in [SIGNAL_KEY + s for s in signals] or [incident_type or "*"]:
+                st.heightened[key] = max(st.heightened.get(key, 0), until_ms)
 
     def snapshot(self) -> dict[str, Any]:
         return {"routes": {r: encode_state(s.snapshot()) for r, s in self.routes.items()}}
@@ -605,8 +609,8 @@ class RouteDetectors:
                                         else r.score >= OVERWHELMING and isinstance(det, CountTest)
                                         or pooled and name in POOLED_LATENCY and _far_beyond(r)
                                         or at_once and name == "latency_p50")
-                if heightened is not None:  # only the signals of a type that resolved lately
-                    need = 1 if w.end <= max(heightened.get("*", 0),
+                if heightened is not None:  # only the signals (or type) of an incident that resolved lately
+                    need = 1 if w.end <= max(heightened.get("*", 0), heightened.get(SIGNAL_KEY + name, 0),
                                              heightened.get(_type_of(name, st, w), 0)) else None
                 on = alarm.step(r.anomalous, 1 if sure else need)
                 if not on:
