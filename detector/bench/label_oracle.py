@@ -37,6 +37,7 @@ import json
 import math
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,44 +112,38 @@ def _affected(lb: Label) -> tuple[str, str] | None:
     return (fld, str(canary.get("to_version"))) if fld else None
 
 
-def _rate_oracle(marks: list[tuple[int, bool]], p0: float, lb: Label, alpha: float) -> float | None:
-    """marks: (ms, bad) of the affected traffic within the label, in order."""
-    best: float | None = None
-    times = [m for m, _ in marks]
-    s = lb.start_ms
-    while s < lb.end_ms:
-        n = k = 0
-        for ms, bad in marks[bisect_left(times, s):]:
-            if best is not None and (ms - lb.start_ms) / MIN_MS >= best:
-                break
-            n += 1
-            if bad:
-                k += 1
-                if binom.sf(k - 1, n, p0) <= alpha:
-                    best = (ms - lb.start_ms) / MIN_MS
-                    break
-        s += STEP_MS
-    return best
-
-
-def _mean_oracle(xs: list[tuple[int, float]], mu: float, sd: float, lb: Label, alpha: float) -> float | None:
-    z_need = float(norm.isf(alpha))
+def _first(xs: list[tuple[int, float]], lb: Label, fires: Callable[[int, float, float], bool]) -> float | None:
+    """Minutes from the label's start to the first of ``xs`` (ms, value; in order) at which
+    ``fires(n, sum, value)`` holds for the values counted from the start, or from any later start every
+    STEP_MS within the label; None if never."""
     best: float | None = None
     times = [m for m, _ in xs]
     s = lb.start_ms
     while s < lb.end_ms:
-        n = 0
-        acc = 0.0
+        n, total = 0, 0.0
         for ms, x in xs[bisect_left(times, s):]:
             if best is not None and (ms - lb.start_ms) / MIN_MS >= best:
                 break
             n += 1
-            acc += min(max((x - mu) / sd, -CLIP), CLIP)
-            if acc / math.sqrt(n) >= z_need:
+            total += x
+            if fires(n, total, x):
                 best = (ms - lb.start_ms) / MIN_MS
                 break
         s += STEP_MS
     return best
+
+
+def _rate_oracle(marks: list[tuple[int, bool]], p0: float, lb: Label, alpha: float) -> float | None:
+    """marks: (ms, bad) of the affected traffic within the label, in order; a binomial tail at each bad one."""
+    return _first([(ms, 1.0 if bad else 0.0) for ms, bad in marks], lb,
+                  lambda n, k, x: x > 0 and float(binom.sf(k - 1, n, p0)) <= alpha)
+
+
+def _mean_oracle(xs: list[tuple[int, float]], mu: float, sd: float, lb: Label, alpha: float) -> float | None:
+    """xs: (ms, log value) of the affected traffic; a z of the summed deviations, each clipped at CLIP."""
+    z_need = float(norm.isf(alpha))
+    clipped = [(ms, min(max((x - mu) / sd, -CLIP), CLIP)) for ms, x in xs]
+    return _first(clipped, lb, lambda n, acc, x: acc / math.sqrt(n) >= z_need)
 
 
 def oracle(lb: Label, route_labels: list[Label], ev: RouteEvents, alpha: float) -> float | None | str:

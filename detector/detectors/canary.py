@@ -29,10 +29,9 @@ being reviewed) finds a worse prompt sooner than the route's own review
 test. The comparison ends when the change is rolled back (a ``change`` back
 to the old version), when the new version is withdrawn (60 requests of the
 old version alone, a rollout's too), or after a day (six hours for a
-rollout). Which
-version serves the per-window majority plays no part, so a quiet route
-whose majority flips back and forth is read right. The
-rollback target of a firing is the old version the change named.
+rollout). Which version serves the per-window majority plays no part, so a
+quiet route whose majority flips back and forth is read right. The rollback
+target of a firing is the old version the change named.
 
 >>> from detector.events import ChangeEvent, ErrorEvent, UsageEvent
 >>> from detector.windows.aggregate import WindowAggregate
@@ -157,13 +156,14 @@ class CanaryWatch:
             self._remember(w)  # no canary splits the traffic: the window is the route's own past
         out = dict(QUIET)
         for c in self.active.values():
-            judged = _judge(c)
             if _rolled_out(c):
                 # the old version no longer carries most of the traffic: a rollout, not a canary; only its
                 # reviews are compared, with the old version's past (a route's, once it has one)
                 if c["history_windows"] < warmup:
                     continue
-                judged = {"canary_reviews": judged["canary_reviews"]}
+                judged = {"canary_reviews": _reviews(c["n"], c["o"])}
+            else:
+                judged = _judge(c)
             for name, r in judged.items():
                 if r.anomalous and (not out[name].anomalous or r.score > out[name].score):
                     out[name] = r
@@ -289,11 +289,14 @@ def _judge(c: dict[str, Any]) -> dict[str, Judgement]:
     new, old = c["n"], c["o"]
     return {
         "canary_errors": _rates(new[V_ERRORS], new[V_REQUESTS], old[V_ERRORS], old[V_REQUESTS], ERROR_DELTA),
-        "canary_reviews": _rates(new[V_BAD_REVIEWS], new[V_REVIEWS], old[V_BAD_REVIEWS], old[V_REVIEWS],
-                                 REVIEW_DELTA),
+        "canary_reviews": _reviews(new, old),
         "canary_latency": _latency(new, old),
         "canary_cost": _cost(new, old),
     }
+
+
+def _reviews(new: list[float], old: list[float]) -> Judgement:
+    return _rates(new[V_BAD_REVIEWS], new[V_REVIEWS], old[V_BAD_REVIEWS], old[V_REVIEWS], REVIEW_DELTA)
 
 
 def _rates(k1: float, n1: float, k0: float, n0: float, delta: float) -> Judgement:
